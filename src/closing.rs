@@ -1,0 +1,98 @@
+//! [`closing`]: exit by calling an async close function — Python's `aclosing`.
+
+use core::fmt;
+use core::future::{Future, Ready, ready};
+
+use crate::manager::{AsyncEnter, AsyncExit};
+use crate::outcome::Outcome;
+
+/// Lends `value` to the body, then closes it with `close`, whatever the body did — Python's
+/// `contextlib.aclosing`.
+///
+/// `close` is anything that consumes the value and returns a future of `Result<(), X>`: an
+/// `async fn close(self)` method, or an async closure. Enter cannot fail. On cancellation the
+/// value is dropped without `close`.
+///
+/// # Examples
+///
+/// ```
+/// # async_with::__doc_block_on(async {
+/// use async_with::{closing, with};
+///
+/// struct File { buffered: usize }
+///
+/// impl File {
+///     async fn close(self) -> Result<(), &'static str> {
+///         if self.buffered > 0 { /* an async flush would go here */ }
+///         Ok(())
+///     }
+/// }
+///
+/// let written = with(closing(File { buffered: 0 }, File::close), async |file| {
+///     file.buffered += 5;
+///     Ok::<_, &str>(5)
+/// })
+/// .await;
+/// assert_eq!(written, Ok(5));
+/// # });
+/// ```
+pub fn closing<T, F, Fut, X>(value: T, close: F) -> Closing<T, F>
+where
+    F: FnOnce(T) -> Fut,
+    Fut: Future<Output = Result<(), X>>,
+{
+    Closing { value, close }
+}
+
+/// A manager that closes its value on exit; made by [`closing`].
+pub struct Closing<T, F> {
+    value: T,
+    close: F,
+}
+
+impl<T: fmt::Debug, F> fmt::Debug for Closing<T, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Closing")
+            .field("value", &self.value)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T, F, Fut, X> AsyncEnter for Closing<T, F>
+where
+    F: FnOnce(T) -> Fut,
+    Fut: Future<Output = Result<(), X>>,
+{
+    type Resource = T;
+    type Error = X;
+    type Exit = Close<F>;
+    type Enter = Ready<Result<(T, Close<F>), X>>;
+
+    fn enter(self) -> Self::Enter {
+        ready(Ok((self.value, Close { close: self.close })))
+    }
+}
+
+/// Exit handle of [`closing`]: calls the close function.
+pub struct Close<F> {
+    close: F,
+}
+
+impl<F> fmt::Debug for Close<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Close").finish_non_exhaustive()
+    }
+}
+
+impl<T, F, Fut, X> AsyncExit<T> for Close<F>
+where
+    F: FnOnce(T) -> Fut,
+    Fut: Future<Output = Result<(), X>>,
+{
+    type Error = X;
+    type Future = Fut;
+
+    fn exit(self, value: T, _outcome: Outcome<'_>) -> Fut {
+        (self.close)(value)
+    }
+}

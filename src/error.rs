@@ -1,0 +1,173 @@
+//! [`Error`]: every failure of one `with`, none lost.
+
+use core::fmt;
+
+/// The error of a [`WithFuture`](crate::WithFuture): which phases failed, with their errors.
+///
+/// `X` is the manager's error (enter and exit), `E` the body's. When both the body and exit
+/// fail, both are kept ([`Error::BodyAndExit`]), like JavaScript's `SuppressedError` or
+/// Python's `__context__`.
+///
+/// # Collapsing into your own error type
+///
+/// [`Error::collapse`] turns it into one error of your type through `From`, keeping the body's
+/// error when both failed (it is usually the cause; the exit error is dropped, by your choice).
+/// [`Error::collapse_with`] keeps both by letting you combine them.
+///
+/// ```
+/// use async_with::Error;
+///
+/// #[derive(Debug, PartialEq)]
+/// enum AppError {
+///     Db(&'static str),
+///     Parse(u32),
+/// }
+/// impl From<&'static str> for AppError {
+///     fn from(e: &'static str) -> Self { AppError::Db(e) }
+/// }
+/// impl From<u32> for AppError {
+///     fn from(e: u32) -> Self { AppError::Parse(e) }
+/// }
+///
+/// let both: Error<&'static str, u32> = Error::BodyAndExit { body: 7, exit: "rollback failed" };
+/// assert_eq!(both.collapse::<AppError>(), AppError::Parse(7));
+/// ```
+///
+/// # Suppression
+///
+/// Python lets `__aexit__` swallow the body's exception by returning `True`. This crate does
+/// not let a manager do that, as JavaScript's `await using` and C#'s `await using` do not: in
+/// Rust the body's error is a value of the caller's type, a generic manager cannot invent the
+/// `T` the caller expects instead of it, and an error that disappears inside a library is a
+/// bug that is hard to find. Suppression is the caller's decision, made with
+/// [`Error::recover`]: it turns a body error into a value when exit succeeded, and refuses
+/// when exit failed too.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Error<X, E> {
+    /// Enter failed: neither the body nor exit ran.
+    Enter(X),
+    /// The body failed; exit succeeded.
+    Body(E),
+    /// The body succeeded but exit failed; the body's value was dropped.
+    Exit(X),
+    /// The body failed, and then exit failed too.
+    BodyAndExit {
+        /// The body's error, the first failure.
+        body: E,
+        /// Exit's error, the newest failure.
+        exit: X,
+    },
+}
+
+impl<X, E> Error<X, E> {
+    /// The body's error, if the body failed.
+    pub fn body(&self) -> Option<&E> {
+        match self {
+            Error::Body(body) | Error::BodyAndExit { body, .. } => Some(body),
+            Error::Enter(_) | Error::Exit(_) => None,
+        }
+    }
+
+    /// The manager's error, if enter or exit failed.
+    pub fn manager(&self) -> Option<&X> {
+        match self {
+            Error::Enter(x) | Error::Exit(x) | Error::BodyAndExit { exit: x, .. } => Some(x),
+            Error::Body(_) => None,
+        }
+    }
+
+    /// One error of type `T`: the body's if the body failed, the manager's otherwise.
+    ///
+    /// When both the body and exit failed, the exit error is dropped; use
+    /// [`collapse_with`](Error::collapse_with) to keep it.
+    pub fn collapse<T>(self) -> T
+    where
+        X: Into<T>,
+        E: Into<T>,
+    {
+        self.collapse_with(|body, _exit| body.into())
+    }
+
+    /// One error of type `T`, combining the two with `both` when the body and exit both failed.
+    ///
+    /// ```
+    /// use async_with::Error;
+    ///
+    /// let both: Error<String, String> = Error::BodyAndExit {
+    ///     body: "parse failed".into(),
+    ///     exit: "rollback failed".into(),
+    /// };
+    /// let message = both.collapse_with(|body, exit| format!("{body} (then {exit})"));
+    /// assert_eq!(message, "parse failed (then rollback failed)");
+    /// ```
+    pub fn collapse_with<T>(self, both: impl FnOnce(E, X) -> T) -> T
+    where
+        X: Into<T>,
+        E: Into<T>,
+    {
+        match self {
+            Error::Enter(x) | Error::Exit(x) => x.into(),
+            Error::Body(e) => e.into(),
+            Error::BodyAndExit { body, exit } => both(body, exit),
+        }
+    }
+
+    /// Suppresses a body error: `f` may turn it into a value (`Ok`) or keep it (`Err`).
+    ///
+    /// Only [`Error::Body`] is offered to `f`: if enter or exit failed, the error is returned
+    /// unchanged, so an exit failure is never swallowed together with the body's error.
+    ///
+    /// ```
+    /// # async_with::__doc_block_on(async {
+    /// use async_with::{nullcontext, with};
+    ///
+    /// #[derive(Debug, PartialEq)]
+    /// enum Lookup { Missing, Corrupt }
+    ///
+    /// // Python's `with suppress(KeyError):`, made explicit at the call site.
+    /// let found = with(nullcontext(()), async |_| Err::<u32, _>(Lookup::Missing))
+    ///     .await
+    ///     .or_else(|e| e.recover(|e| if e == Lookup::Missing { Ok(0) } else { Err(e) }));
+    /// assert_eq!(found, Ok(0));
+    ///
+    /// let corrupt = with(nullcontext(()), async |_| Err::<u32, _>(Lookup::Corrupt))
+    ///     .await
+    ///     .or_else(|e| e.recover(|e| if e == Lookup::Missing { Ok(0) } else { Err(e) }));
+    /// assert!(corrupt.is_err());
+    /// # });
+    /// ```
+    pub fn recover<T>(self, f: impl FnOnce(E) -> Result<T, E>) -> Result<T, Self> {
+        match self {
+            Error::Body(e) => f(e).map_err(Error::Body),
+            other => Err(other),
+        }
+    }
+}
+
+impl<X: fmt::Display, E: fmt::Display> fmt::Display for Error<X, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Enter(x) => write!(f, "enter failed: {x}"),
+            Error::Body(e) => write!(f, "body failed: {e}"),
+            Error::Exit(x) => write!(f, "exit failed: {x}"),
+            Error::BodyAndExit { body, exit } => {
+                write!(f, "body failed: {body}; then exit failed: {exit}")
+            }
+        }
+    }
+}
+
+impl<X, E> core::error::Error for Error<X, E>
+where
+    X: core::error::Error + 'static,
+    E: core::error::Error + 'static,
+{
+    /// The error this one wraps: the body's when the body failed (also when exit failed after
+    /// it), the manager's otherwise.
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            Error::Enter(x) | Error::Exit(x) => Some(x),
+            Error::Body(e) | Error::BodyAndExit { body: e, .. } => Some(e),
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! The two halves of an asynchronous context manager: [`AsyncEnter`] and [`AsyncExit`].
+
+use core::fmt::Debug;
+use core::future::Future;
+
+use crate::body::Body;
+use crate::outcome::Outcome;
+use crate::with::{WithFuture, with};
+
+/// An asynchronous context manager: something that can be entered.
+///
+/// Entering produces two things: the **resource**, which the body borrows as `&mut`, and an
+/// **exit handle** (an [`AsyncExit`]), which later consumes the resource and releases it. They
+/// are separate so that the body sees only the resource, and so that managers nest without
+/// allocation: entering `(A, B)` yields the resources `(Ra, Rb)` side by side and the exit
+/// handles `(Xa, Xb)` side by side.
+///
+/// This is the `__aenter__` half of Python's protocol (and the `IntoFuture` of this crate):
+/// `enter` consumes the manager and returns a named future, so a manager can be written by hand
+/// with a poll-based future, built from two closures with [`from_fns`](crate::from_fns), or
+/// returned from a library as `impl AsyncEnter<Resource = .., Error = ..>`.
+///
+/// # Examples
+///
+/// A manager written by hand, with ready futures (a real one would return a poll-based
+/// future of its own):
+///
+/// ```
+/// use core::convert::Infallible;
+/// use core::future::{Ready, ready};
+/// use async_with::{AsyncEnter, AsyncExit, Outcome};
+///
+/// /// Turns a light on for the duration of the body.
+/// struct Light;
+///
+/// struct SwitchOff;
+///
+/// impl AsyncEnter for Light {
+///     type Resource = u8; // brightness
+///     type Error = Infallible;
+///     type Exit = SwitchOff;
+///     type Enter = Ready<Result<(u8, SwitchOff), Infallible>>;
+///
+///     fn enter(self) -> Self::Enter {
+///         ready(Ok((100, SwitchOff)))
+///     }
+/// }
+///
+/// impl AsyncExit<u8> for SwitchOff {
+///     type Error = Infallible;
+///     type Future = Ready<Result<(), Infallible>>;
+///
+///     fn exit(self, brightness: u8, _outcome: Outcome<'_>) -> Self::Future {
+///         assert_eq!(brightness, 50);
+///         ready(Ok(()))
+///     }
+/// }
+///
+/// # async_with::__doc_block_on(async {
+/// let seen = Light
+///     .with(async |brightness: &mut u8| {
+///         *brightness = 50;
+///         Ok::<_, Infallible>(*brightness)
+///     })
+///     .await;
+/// assert_eq!(seen, Ok(50));
+/// # });
+/// ```
+pub trait AsyncEnter {
+    /// What the body borrows as `&mut` between enter and exit.
+    type Resource;
+
+    /// The error of entering and of exiting.
+    type Error;
+
+    /// Releases the resource once the body has ended.
+    type Exit: AsyncExit<Self::Resource, Error = Self::Error>;
+
+    /// The future that acquires the resource.
+    type Enter: Future<Output = Result<(Self::Resource, Self::Exit), Self::Error>>;
+
+    /// Starts acquiring the resource.
+    ///
+    /// Called on the first poll of the [`WithFuture`], not when it is created.
+    fn enter(self) -> Self::Enter;
+
+    /// Enters `self`, runs `body` with the resource, and exits: the method form of [`with`].
+    ///
+    /// ```
+    /// # async_with::__doc_block_on(async {
+    /// use async_with::{AsyncEnter, nullcontext};
+    ///
+    /// let n = nullcontext(41).with(async |n| Ok::<_, ()>(*n + 1)).await;
+    /// assert_eq!(n, Ok(42));
+    /// # });
+    /// ```
+    fn with<'a, B, T, E>(self, body: B) -> WithFuture<'a, Self, B>
+    where
+        Self: Sized,
+        Self::Resource: 'a,
+        B: AsyncFnOnce(&mut Self::Resource) -> Result<T, E>,
+        B: for<'r> Body<'r, Self::Resource, Ok = T, Err = E>,
+        E: Debug + 'static,
+    {
+        with(self, body)
+    }
+}
+
+/// The exit half of an asynchronous context manager, returned by [`AsyncEnter::enter`].
+///
+/// It consumes the resource `R` and releases it, knowing how the body ended (Python's
+/// `__aexit__`). Exactly one of [`exit`](AsyncExit::exit) and [`cancel`](AsyncExit::cancel)
+/// runs for every successful enter: `exit` when the body finished (successfully, with an error,
+/// or — with the `std` feature — by panicking), `cancel` when the [`WithFuture`] was dropped
+/// while the body was running.
+///
+/// `exit` sees the body's [`Outcome`] only while it creates the exit future: the future itself
+/// cannot borrow the outcome, so whatever it needs (commit or roll back, a log line) is decided
+/// in `exit`.
+pub trait AsyncExit<R> {
+    /// The error of exiting.
+    type Error;
+
+    /// The future that releases the resource.
+    type Future: Future<Output = Result<(), Self::Error>>;
+
+    /// Starts releasing `resource` after the body ended with `outcome`.
+    fn exit(self, resource: R, outcome: Outcome<'_>) -> Self::Future;
+
+    /// Releases `resource` synchronously because the body was cancelled (its future dropped).
+    ///
+    /// Rust cancels a future by dropping it, and `Drop` cannot await, so no asynchronous
+    /// cleanup can run here: this is the place for a synchronous best effort (stop a DMA
+    /// channel, mark a connection broken, roll back locally). The default drops the resource.
+    /// See [`WithFuture`]'s `# Cancellation` section.
+    fn cancel(self, resource: R)
+    where
+        Self: Sized,
+    {
+        drop(resource);
+    }
+}
