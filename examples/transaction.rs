@@ -1,1 +1,189 @@
-fn main() {}
+//! A transaction that commits when the body returns `Ok` and rolls back when it returns `Err`,
+//! on a simulated asynchronous key-value store — without boxing the body.
+//!
+//! The manager is written by hand (`AsyncEnter` + `AsyncExit`) so that exit can look at the
+//! body's error: it logs it before rolling back.
+//!
+//! Run it with `cargo run --example transaction`.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use async_with::{AsyncEnter, AsyncExit, Error, Outcome, with};
+
+/// A store shared by reference; every call takes one round trip (one `Pending`).
+struct Store {
+    data: RefCell<BTreeMap<&'static str, i64>>,
+    log: RefCell<Vec<String>>,
+    fail_commit: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum DbError {
+    CommitFailed,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum TransferError {
+    InsufficientFunds { balance: i64, wanted: i64 },
+}
+
+/// A transaction: reads see the store plus the pending writes; writes are kept until commit.
+struct Tx<'s> {
+    store: &'s Store,
+    writes: BTreeMap<&'static str, i64>,
+}
+
+impl Tx<'_> {
+    async fn get(&self, key: &'static str) -> i64 {
+        Then::new(()).await; // a round trip to the store
+        match self.writes.get(key) {
+            Some(value) => *value,
+            None => self.store.data.borrow().get(key).copied().unwrap_or(0),
+        }
+    }
+
+    async fn set(&mut self, key: &'static str, value: i64) {
+        Then::new(()).await; // a round trip to the store
+        self.writes.insert(key, value);
+    }
+}
+
+/// The manager: `begin(&store)`.
+struct Begin<'s>(&'s Store);
+
+/// The exit handle: commits or rolls back.
+struct Finish;
+
+impl<'s> AsyncEnter for Begin<'s> {
+    type Resource = Tx<'s>;
+    type Error = DbError;
+    type Exit = Finish;
+    type Enter = Then<Result<(Tx<'s>, Finish), DbError>>;
+
+    fn enter(self) -> Self::Enter {
+        self.0.log.borrow_mut().push("BEGIN".into());
+        let tx = Tx {
+            store: self.0,
+            writes: BTreeMap::new(),
+        };
+        Then::new(Ok((tx, Finish)))
+    }
+}
+
+impl<'s> AsyncExit<Tx<'s>> for Finish {
+    type Error = DbError;
+    type Future = Then<Result<(), DbError>>;
+
+    fn exit(self, tx: Tx<'s>, outcome: Outcome<'_>) -> Self::Future {
+        let mut log = tx.store.log.borrow_mut();
+        if outcome.is_success() {
+            if tx.store.fail_commit {
+                log.push("COMMIT failed".into());
+                return Then::new(Err(DbError::CommitFailed));
+            }
+            log.push(format!("COMMIT {:?}", tx.writes));
+            tx.store.data.borrow_mut().extend(tx.writes);
+        } else {
+            // Exit sees the body's error by reference: log it, then roll back.
+            let why = match outcome.failure().and_then(|f| f.downcast_ref::<TransferError>()) {
+                Some(TransferError::InsufficientFunds { balance, wanted }) => {
+                    format!("insufficient funds ({balance} < {wanted})")
+                }
+                None => format!("{outcome:?}"),
+            };
+            log.push(format!("ROLLBACK because {why}"));
+        }
+        Then::new(Ok(()))
+    }
+
+    fn cancel(self, tx: Tx<'s>) {
+        // Dropped mid-body: nothing was written to the store, so dropping is a rollback.
+        tx.store.log.borrow_mut().push("ROLLBACK (cancelled)".into());
+    }
+}
+
+async fn transfer(
+    store: &Store,
+    from: &'static str,
+    to: &'static str,
+    amount: i64,
+) -> Result<i64, Error<DbError, TransferError>> {
+    with(Begin(store), async |tx| {
+        let balance = tx.get(from).await;
+        if balance < amount {
+            return Err(TransferError::InsufficientFunds {
+                balance,
+                wanted: amount,
+            });
+        }
+        tx.set(from, balance - amount).await;
+        let other = tx.get(to).await;
+        tx.set(to, other + amount).await;
+        Ok(balance - amount)
+    })
+    .await
+}
+
+fn main() {
+    let store = Store {
+        data: RefCell::new(BTreeMap::from([("alice", 100), ("bob", 20)])),
+        log: RefCell::new(Vec::new()),
+        fail_commit: false,
+    };
+
+    let ok = futures_executor::block_on(transfer(&store, "alice", "bob", 30));
+    println!("transfer 30 alice -> bob: {ok:?}");
+    let too_much = futures_executor::block_on(transfer(&store, "bob", "alice", 500));
+    println!("transfer 500 bob -> alice: {too_much:?}");
+    for line in store.log.borrow().iter() {
+        println!("  store: {line}");
+    }
+    println!("balances: {:?}", store.data.borrow());
+    assert_eq!(ok, Ok(70));
+    assert!(matches!(too_much, Err(Error::Body(TransferError::InsufficientFunds { .. }))));
+    assert_eq!(*store.data.borrow(), BTreeMap::from([("alice", 70), ("bob", 50)]));
+
+    // Body fails and commit is never tried; body succeeds but commit fails: both reach the
+    // caller as distinct errors.
+    let flaky = Store {
+        fail_commit: true,
+        ..store
+    };
+    let lost = futures_executor::block_on(transfer(&flaky, "alice", "bob", 10));
+    println!("transfer with a failing commit: {lost:?}");
+    assert_eq!(lost, Err(Error::Exit(DbError::CommitFailed)));
+    assert_eq!(flaky.data.borrow()["alice"], 70, "nothing was written");
+}
+
+/// A named future (as a hand-written driver would have) that answers after one round trip:
+/// `Pending` once, then `Ready` with its value.
+struct Then<T> {
+    value: Option<T>,
+    waited: bool,
+}
+
+impl<T> Then<T> {
+    fn new(value: T) -> Self {
+        Then {
+            value: Some(value),
+            waited: false,
+        }
+    }
+}
+
+impl<T: Unpin> Future for Then<T> {
+    type Output = T;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        if !self.waited {
+            self.waited = true;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        Poll::Ready(self.value.take().expect("polled after completion"))
+    }
+}

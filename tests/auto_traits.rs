@@ -1,0 +1,348 @@
+//! Auto traits and other trait impls of `WithFuture` (S8, S11): `Send` when its parts are,
+//! never `Sync`-dependent, `!Unpin`, `FusedFuture`, a `Debug` that shows the phase; and a
+//! `with` spawned on a multi-thread tokio runtime.
+
+use core::cell::Cell;
+use core::future::Future;
+use core::marker::PhantomData;
+use core::pin::{Pin, pin};
+use core::task::{Context, Poll, Waker};
+use std::rc::Rc;
+
+use async_with::{Error, Status, closing, from_fns, nullcontext, with};
+use futures_core::FusedFuture;
+
+/// Compiles only if the type of `value` is `Send`.
+fn assert_send<T: Send>(_: &T) {}
+
+/// Returns a zero-sized witness of the type of `value`, for the macros below.
+fn type_of<T>(_: &T) -> PhantomData<T> {
+    PhantomData
+}
+
+/// Compiles only if the type of `$value` does NOT implement `$trait` (the trick of
+/// `static_assertions::assert_not_impl_any!`): if it did, both impls below would apply and the
+/// call would be ambiguous, a compile error.
+macro_rules! assert_not_impl {
+    ($value:expr, $trait:path) => {{
+        trait AmbiguousIfImpl<A> {
+            fn some_item(&self) {}
+        }
+        impl<T: ?Sized> AmbiguousIfImpl<()> for T {}
+        #[allow(dead_code)]
+        struct Invalid;
+        impl<T: ?Sized + $trait> AmbiguousIfImpl<Invalid> for T {}
+        let witness = type_of(&$value);
+        // `PhantomData<T>` implements the auto traits exactly when `T` does, and `Unpin`
+        // unconditionally, so test `T` itself for `Unpin` through a reference-free path.
+        AmbiguousIfImpl::some_item(&witness);
+    }};
+}
+
+/// A future that returns `Pending` once (waking its task) and then `Ready(())`.
+#[derive(Default)]
+struct YieldOnce(bool);
+
+impl Future for YieldOnce {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0 {
+            Poll::Ready(())
+        } else {
+            self.0 = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    }
+}
+
+fn yield_once() -> YieldOnce {
+    YieldOnce::default()
+}
+
+#[test]
+fn send_with_nullcontext() {
+    let fut = with(nullcontext(vec![1_u8, 2]), async |v| {
+        yield_once().await;
+        v.push(3);
+        Ok::<_, String>(v.len())
+    });
+    assert_send(&fut);
+}
+
+#[test]
+fn send_with_from_fns_and_closing() {
+    let fut = with(
+        from_fns(
+            async || {
+                yield_once().await;
+                Ok::<_, &'static str>(String::from("conn"))
+            },
+            async |conn: String, status: Status| {
+                yield_once().await;
+                drop((conn, status));
+                Ok(())
+            },
+        ),
+        async |conn| {
+            yield_once().await;
+            conn.push('!');
+            Ok::<_, ()>(conn.len())
+        },
+    );
+    assert_send(&fut);
+
+    let fut = with(
+        closing(vec![0_u8], async |v: Vec<u8>| {
+            yield_once().await;
+            drop(v);
+            Ok::<_, ()>(())
+        }),
+        async |v| {
+            yield_once().await;
+            Ok::<_, u8>(v.len())
+        },
+    );
+    assert_send(&fut);
+}
+
+#[test]
+fn not_send_with_rc_resource() {
+    let fut = with(nullcontext(Rc::new(5_u32)), async |r| Ok::<_, ()>(**r));
+    assert_not_impl!(fut, Send);
+
+    // An `Rc` that lives only in the manager's exit handle also makes it `!Send`.
+    let rc = Rc::new(());
+    let fut = with(
+        from_fns(
+            async || Ok::<_, ()>(1_u32),
+            async move |_n: u32, _s: Status| {
+                drop(rc);
+                Ok(())
+            },
+        ),
+        async |n| Ok::<_, ()>(*n),
+    );
+    assert_not_impl!(fut, Send);
+}
+
+#[test]
+fn not_unpin() {
+    // The trick is applied to the type itself, not through `PhantomData` (which is `Unpin`).
+    trait AmbiguousIfUnpin<A> {
+        fn some_item(&self) {}
+    }
+    impl<T: ?Sized> AmbiguousIfUnpin<()> for T {}
+    #[allow(dead_code)]
+    struct Invalid;
+    impl<T: ?Sized + Unpin> AmbiguousIfUnpin<Invalid> for T {}
+
+    let fut = with(nullcontext(5_u32), async |r| Ok::<_, ()>(*r));
+    AmbiguousIfUnpin::some_item(&fut);
+    // Even when every part is `Unpin` (a hand-written body future and `u32`), the self-borrow
+    // makes it `!Unpin`.
+    fn body(r: &mut u32) -> core::future::Ready<Result<u32, ()>> {
+        core::future::ready(Ok(*r))
+    }
+    let fut = with(nullcontext(5_u32), body);
+    AmbiguousIfUnpin::some_item(&fut);
+}
+
+#[test]
+fn send_without_sync() {
+    // `Cell<u32>` is `Send` but not `Sync`: as resource, error and output.
+    let fut = with(nullcontext(Cell::new(1_u32)), async |c| {
+        yield_once().await;
+        c.set(c.get() + 1);
+        if c.get() > 10 {
+            Err(Cell::new(0_u8))
+        } else {
+            Ok(Cell::new(c.get()))
+        }
+    });
+    assert_send(&fut);
+    assert_not_impl!(fut, Sync);
+
+    // A manager whose exit handle and futures hold a `!Sync` value.
+    let fut = with(
+        from_fns(
+            async || {
+                yield_once().await;
+                Ok::<_, ()>(Cell::new(7_u32))
+            },
+            async |c: Cell<u32>, _s: Status| {
+                yield_once().await;
+                c.set(0);
+                Ok(())
+            },
+        ),
+        async |c| {
+            yield_once().await;
+            Ok::<_, ()>(c.get())
+        },
+    );
+    assert_send(&fut);
+}
+
+/// Hand-polls `fut` with a no-op waker, recording `Debug` and `is_terminated` before each
+/// poll and after the last.
+fn trace_phases<F>(fut: Pin<&mut F>) -> (Vec<String>, F::Output)
+where
+    F: Future + FusedFuture + core::fmt::Debug,
+{
+    let mut fut = fut;
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut seen = Vec::new();
+    loop {
+        assert!(!fut.is_terminated());
+        seen.push(format!("{:?}", &*fut));
+        if let Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
+            assert!(fut.is_terminated());
+            seen.push(format!("{:?}", &*fut));
+            return (seen, out);
+        }
+        assert!(seen.len() < 10, "the future did not finish");
+    }
+}
+
+#[test]
+fn fused_and_debug_show_the_phase() {
+    let fut = pin!(with(
+        from_fns(
+            async || {
+                yield_once().await;
+                Ok::<_, ()>(1_u32)
+            },
+            async |_: u32, _: Status| {
+                yield_once().await;
+                Ok(())
+            },
+        ),
+        async |n| {
+            yield_once().await;
+            Ok::<_, ()>(*n + 1)
+        },
+    ));
+    let (seen, out) = trace_phases(fut);
+    assert_eq!(out, Ok(2));
+    assert_eq!(
+        seen,
+        [
+            r#"WithFuture { phase: "Start" }"#,
+            r#"WithFuture { phase: "Enter" }"#,
+            r#"WithFuture { phase: "Body" }"#,
+            r#"WithFuture { phase: "Exit" }"#,
+            r#"WithFuture { phase: "Done" }"#,
+        ]
+    );
+}
+
+#[test]
+fn fused_after_enter_failure() {
+    let fut = pin!(with(
+        from_fns(
+            async || Err::<u32, _>("no device"),
+            async |_: u32, _: Status| Ok(())
+        ),
+        async |n| Ok::<_, ()>(*n),
+    ));
+    let (seen, out) = trace_phases(fut);
+    assert_eq!(out, Err(Error::Enter("no device")));
+    assert_eq!(
+        seen,
+        [
+            r#"WithFuture { phase: "Start" }"#,
+            r#"WithFuture { phase: "Done" }"#,
+        ]
+    );
+}
+
+#[test]
+#[should_panic(expected = "`WithFuture` polled after completion")]
+fn poll_after_completion_panics() {
+    let mut fut = pin!(with(nullcontext(1_u32), async |n| Ok::<_, ()>(*n)));
+    let mut cx = Context::from_waker(Waker::noop());
+    assert_eq!(fut.as_mut().poll(&mut cx), Poll::Ready(Ok(1)));
+    assert!(fut.is_terminated());
+    let _ = fut.as_mut().poll(&mut cx);
+}
+
+#[cfg(not(miri))]
+#[test]
+fn spawn_on_multi_thread_tokio() {
+    use std::sync::{Arc, Mutex};
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let results = rt.block_on(async {
+        let handles: Vec<_> = (0..8)
+            .map(|id| {
+                let (enter_log, exit_log, body_log) = (log.clone(), log.clone(), log.clone());
+                // A `'static` manager whose phases each yield to the tokio scheduler.
+                let manager = from_fns(
+                    async move || {
+                        tokio::task::yield_now().await;
+                        enter_log.lock().unwrap().push((id, "enter"));
+                        Ok(vec![id])
+                    },
+                    async move |v: Vec<usize>, status: Status| {
+                        tokio::task::yield_now().await;
+                        assert_eq!(v, [id, id]);
+                        let entry = if status.is_success() {
+                            "exit:ok"
+                        } else {
+                            "exit:err"
+                        };
+                        exit_log.lock().unwrap().push((id, entry));
+                        if id == 5 {
+                            Err(format!("exit {id} failed"))
+                        } else {
+                            Ok(())
+                        }
+                    },
+                );
+                tokio::spawn(with(
+                    manager,
+                    async move |v: &mut Vec<usize>| {
+                        tokio::task::yield_now().await;
+                        body_log.lock().unwrap().push((id, "body"));
+                        v.push(id);
+                        tokio::task::yield_now().await;
+                        if id % 2 == 1 { Err(id) } else { Ok(id * 10) }
+                    },
+                ))
+            })
+            .collect();
+        let mut results = Vec::new();
+        for handle in handles {
+            results.push(handle.await.expect("task panicked"));
+        }
+        results
+    });
+
+    for (id, result) in results.into_iter().enumerate() {
+        let expected = match id {
+            5 => Err(Error::BodyAndExit {
+                body: 5,
+                exit: "exit 5 failed".to_string(),
+            }),
+            id if id % 2 == 1 => Err(Error::Body(id)),
+            id => Ok(id * 10),
+        };
+        assert_eq!(result, expected, "task {id}");
+    }
+    let log = log.lock().unwrap();
+    assert_eq!(log.len(), 24);
+    for id in 0..8 {
+        let mine: Vec<_> = log
+            .iter()
+            .filter(|(i, _)| *i == id)
+            .map(|(_, e)| *e)
+            .collect();
+        let exit = if id % 2 == 1 { "exit:err" } else { "exit:ok" };
+        assert_eq!(mine, ["enter", "body", exit], "task {id}");
+    }
+}
