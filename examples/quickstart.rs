@@ -89,7 +89,10 @@ fn main() {
         next: 0,
     };
     let (result, polls) = block_on(average(&mut sensor, 2));
-    println!("  => {result:?} after {polls} polls; powered afterwards: {}", sensor.powered);
+    println!(
+        "  => {result:?} after {polls} polls; powered afterwards: {}",
+        sensor.powered
+    );
     assert_eq!(result, Ok(2160));
     assert!(!sensor.powered);
 
@@ -100,9 +103,15 @@ fn main() {
         next: 0,
     };
     let (result, polls) = block_on(average(&mut sensor, 2));
-    println!("  => {result:?} after {polls} polls; powered afterwards: {}", sensor.powered);
+    println!(
+        "  => {result:?} after {polls} polls; powered afterwards: {}",
+        sensor.powered
+    );
     assert_eq!(result, Err(Error::Body(SensorError::Timeout)));
-    assert!(!sensor.powered, "exit powered the sensor down on the error path too");
+    assert!(
+        !sensor.powered,
+        "exit powered the sensor down on the error path too"
+    );
 
     println!("3. what it costs:");
     let mut sensor = Sensor {
@@ -111,7 +120,10 @@ fn main() {
         next: 0,
     };
     let with_future = with(powered(&mut sensor), async |s| s.read().await);
-    println!("  size_of WithFuture (enter + body + exit): {} bytes", size_of_val(&with_future));
+    println!(
+        "  size_of WithFuture (enter + body + exit): {} bytes",
+        size_of_val(&with_future)
+    );
     drop(with_future);
     let hand_written = async {
         sensor.power_up().await?;
@@ -119,7 +131,10 @@ fn main() {
         sensor.power_down().await?;
         reading
     };
-    println!("  size_of the same as one async block:      {} bytes", size_of_val(&hand_written));
+    println!(
+        "  size_of the same as one async block:      {} bytes",
+        size_of_val(&hand_written)
+    );
 }
 
 /// A future that is `Pending` `n` times (waking at once each time), like a busy peripheral.

@@ -89,7 +89,10 @@ impl<'s> AsyncExit<Tx<'s>> for Finish {
             tx.store.data.borrow_mut().extend(tx.writes);
         } else {
             // Exit sees the body's error by reference: log it, then roll back.
-            let why = match outcome.failure().and_then(|f| f.downcast_ref::<TransferError>()) {
+            let why = match outcome
+                .failure()
+                .and_then(|f| f.downcast_ref::<TransferError>())
+            {
                 Some(TransferError::InsufficientFunds { balance, wanted }) => {
                     format!("insufficient funds ({balance} < {wanted})")
                 }
@@ -102,7 +105,10 @@ impl<'s> AsyncExit<Tx<'s>> for Finish {
 
     fn cancel(self, tx: Tx<'s>) {
         // Dropped mid-body: nothing was written to the store, so dropping is a rollback.
-        tx.store.log.borrow_mut().push("ROLLBACK (cancelled)".into());
+        tx.store
+            .log
+            .borrow_mut()
+            .push("ROLLBACK (cancelled)".into());
     }
 }
 
@@ -144,8 +150,14 @@ fn main() {
     }
     println!("balances: {:?}", store.data.borrow());
     assert_eq!(ok, Ok(70));
-    assert!(matches!(too_much, Err(Error::Body(TransferError::InsufficientFunds { .. }))));
-    assert_eq!(*store.data.borrow(), BTreeMap::from([("alice", 70), ("bob", 50)]));
+    assert!(matches!(
+        too_much,
+        Err(Error::Body(TransferError::InsufficientFunds { .. }))
+    ));
+    assert_eq!(
+        *store.data.borrow(),
+        BTreeMap::from([("alice", 70), ("bob", 50)])
+    );
 
     // Body fails and commit is never tried; body succeeds but commit fails: both reach the
     // caller as distinct errors.

@@ -195,7 +195,7 @@ impl<T, E: fmt::Debug + Any> Ended<T, E> {
 /// Runs `f`; with `std`, a panic in it is caught and returned as its payload.
 #[cfg(feature = "std")]
 fn catch<T>(f: impl FnOnce() -> T) -> Result<T, std::boxed::Box<dyn Any + Send>> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+    std::panic::catch_unwind(core::panic::AssertUnwindSafe(f))
 }
 
 /// Runs `f`; without `std`, panics are not caught.
