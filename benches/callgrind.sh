@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Instruction counts per enter–body–exit cycle of scenario (b) (every phase Pending once), for
+# each variant, counted by valgrind's callgrind: deterministic for a given binary, so changes
+# can be compared on a noisy machine.
+#
+#   bash benches/callgrind.sh [cycles]       # default 10000 cycles per variant
+#
+# Needs valgrind (Debian: `apt-get install valgrind`).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+n="${1:-10000}"
+
+cargo build --release --example bench_table >&2
+bin=target/release/examples/bench_table
+out=$(mktemp -d)
+
+printf '| variant | instructions per cycle |\n|---|---:|\n'
+for variant in with async_fn boxed combinators; do
+  valgrind --tool=callgrind --callgrind-out-file="$out/$variant.out" \
+    --collect-atstart=no --toggle-collect='bench_table::cycles' \
+    "$bin" cycles "$variant" "$n" 2>"$out/$variant.log"
+  total=$(grep -E '^(summary|totals):' "$out/$variant.out" | tail -n 1 | awk '{print $2}')
+  if [ -z "$total" ] || [ "$total" -eq 0 ]; then
+    echo "callgrind counted nothing for $variant (see $out/$variant.log)" >&2
+    exit 1
+  fi
+  printf '| %s | %s |\n' "$variant" "$(awk -v t="$total" -v n="$n" 'BEGIN { printf "%.1f", t / n }')"
+done
+rm -rf "$out"

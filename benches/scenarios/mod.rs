@@ -1,0 +1,258 @@
+//! The benchmark scenarios, shared by `benches/with.rs` (time), `examples/bench_table.rs`
+//! (sizes, allocations) and `benches/callgrind.sh` (instruction counts).
+//!
+//! One enter–body–exit cycle is written four ways, with the same manager, body and semantics
+//! (enter error, body error, exit error, both):
+//!
+//! - `with`: this crate's `WithFuture`;
+//! - `async_fn`: one generic `async fn` taking an async closure — the compiler's own state
+//!   machine, the practical limit;
+//! - `boxed`: the body boxed as `Pin<Box<dyn Future>>` on every call, the style of sqlx's
+//!   transaction helpers and of `async-trait`;
+//! - `combinators`: futures-util's `and_then`/`then` chain; the body takes the resource by value
+//!   and hands it back, because a combinator cannot lend it.
+
+#![allow(dead_code)] // each user of this module uses a different part of it
+
+use core::future::Future;
+use core::pin::{Pin, pin};
+use core::task::{Context, Poll, Waker};
+
+use async_with::{AsyncEnter, AsyncExit, Error, Failure, Outcome, with};
+use futures_util::{FutureExt, TryFutureExt};
+
+/// A future that is `Pending` once (after waking) when `pending`, then `Ready(value)`: a
+/// yield to the executor, like a peripheral or socket that is not ready on the first poll.
+pub struct Step<T> {
+    value: Option<T>,
+    pending: bool,
+}
+
+impl<T> Step<T> {
+    pub fn new(value: T, pending: bool) -> Self {
+        Step {
+            value: Some(value),
+            pending,
+        }
+    }
+}
+
+impl<T: Unpin> Future for Step<T> {
+    type Output = T;
+
+    #[inline]
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        if self.pending {
+            self.pending = false;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        Poll::Ready(self.value.take().expect("Step polled after completion"))
+    }
+}
+
+/// The resource: a counter the body increments.
+#[derive(Debug)]
+pub struct Counter {
+    pub n: u64,
+}
+
+/// The failure of every phase in these scenarios.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fault;
+
+/// The manager: enter opens a counter, exit commits (success) or rolls back (failure).
+#[derive(Clone, Copy)]
+pub struct Open {
+    pub pending: bool,
+}
+
+/// The exit handle of [`Open`].
+pub struct Close {
+    pending: bool,
+}
+
+impl AsyncEnter for Open {
+    type Resource = Counter;
+    type Error = Fault;
+    type Exit = Close;
+    type Enter = Step<Result<(Counter, Close), Fault>>;
+
+    #[inline]
+    fn enter(self) -> Self::Enter {
+        let close = Close {
+            pending: self.pending,
+        };
+        Step::new(Ok((Counter { n: 0 }, close)), self.pending)
+    }
+}
+
+impl AsyncExit<Counter> for Close {
+    type Error = Fault;
+    type Future = Step<Result<(), Fault>>;
+
+    #[inline]
+    fn exit(self, counter: Counter, outcome: Outcome<'_>) -> Self::Future {
+        // Commit or roll back: either way the counter is consumed.
+        core::hint::black_box((counter.n, outcome.is_success()));
+        Step::new(Ok(()), self.pending)
+    }
+}
+
+/// The body: one step, one increment, then success or failure.
+pub async fn body(counter: &mut Counter, pending: bool, fail: bool) -> Result<u64, Fault> {
+    Step::new((), pending).await;
+    counter.n += 1;
+    if fail { Err(Fault) } else { Ok(counter.n) }
+}
+
+/// The body for the combinator chain: takes the resource and gives it back.
+pub async fn body_owned(
+    mut counter: Counter,
+    pending: bool,
+    fail: bool,
+) -> (Counter, Result<u64, Fault>) {
+    let out = body(&mut counter, pending, fail).await;
+    (counter, out)
+}
+
+/// What the cycle returns in every variant.
+pub type Out<T, E> = Result<T, Error<Fault, E>>;
+
+fn combine<T, E>(body: Result<T, E>, exit: Result<(), Fault>) -> Out<T, E> {
+    match (body, exit) {
+        (Ok(value), Ok(())) => Ok(value),
+        (Ok(_), Err(exit)) => Err(Error::Exit(exit)),
+        (Err(body), Ok(())) => Err(Error::Body(body)),
+        (Err(body), Err(exit)) => Err(Error::BodyAndExit { body, exit }),
+    }
+}
+
+fn outcome<T, E: core::fmt::Debug + 'static>(out: &Result<T, E>) -> Outcome<'_> {
+    match out {
+        Ok(_) => Outcome::Success,
+        Err(error) => Outcome::Failure(Failure::new(error)),
+    }
+}
+
+/// The same cycle as one generic `async fn`.
+pub async fn async_fn_with<T, E: core::fmt::Debug + 'static>(
+    manager: Open,
+    body: impl AsyncFnOnce(&mut Counter) -> Result<T, E>,
+) -> Out<T, E> {
+    let (mut counter, close) = manager.enter().await.map_err(Error::Enter)?;
+    let out = body(&mut counter).await;
+    let exited = close.exit(counter, outcome(&out)).await;
+    combine(out, exited)
+}
+
+/// A boxed body, as `sqlx`-style helpers take it.
+pub type BoxedBody<'c, T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + 'c>>;
+
+/// The same cycle with the body boxed on every call.
+pub async fn boxed_with<T, E: core::fmt::Debug + 'static>(
+    manager: Open,
+    body: impl for<'c> FnOnce(&'c mut Counter) -> BoxedBody<'c, T, E>,
+) -> Out<T, E> {
+    let (mut counter, close) = manager.enter().await.map_err(Error::Enter)?;
+    let out = body(&mut counter).await;
+    let exited = close.exit(counter, outcome(&out)).await;
+    combine(out, exited)
+}
+
+/// The same cycle as a futures-util combinator chain.
+pub fn combinators(pending: bool, fail: bool) -> impl Future<Output = Out<u64, Fault>> {
+    Open { pending }
+        .enter()
+        .map_err(Error::Enter)
+        .and_then(move |(counter, close)| {
+            body_owned(counter, pending, fail).then(move |(counter, out)| {
+                let exit = close.exit(counter, outcome(&out));
+                exit.map(move |exited| combine(out, exited))
+            })
+        })
+}
+
+/// Scenario cycles (a)–(c): one manager; `pending` makes every phase yield once; `fail`
+/// makes the body fail so that exit rolls back.
+pub fn with_future(pending: bool, fail: bool) -> impl Future<Output = Out<u64, Fault>> {
+    with(Open { pending }, async move |c| {
+        body(c, pending, fail).await
+    })
+}
+
+pub fn async_fn(pending: bool, fail: bool) -> impl Future<Output = Out<u64, Fault>> {
+    async_fn_with(Open { pending }, async move |c| {
+        body(c, pending, fail).await
+    })
+}
+
+pub fn boxed(pending: bool, fail: bool) -> impl Future<Output = Out<u64, Fault>> {
+    boxed_with(Open { pending }, move |c| Box::pin(body(c, pending, fail)))
+}
+
+/// The nested error: three managers, newest outermost.
+pub type Nested = Out<u64, Error<Fault, Error<Fault, Fault>>>;
+
+/// Scenario (d): three managers nested, every phase yielding once when `pending`.
+pub fn with_future_nested(pending: bool) -> impl Future<Output = Nested> {
+    with(Open { pending }, async move |a| {
+        with(Open { pending }, async move |b| {
+            with(Open { pending }, async move |c| {
+                let n = body(c, pending, false).await?;
+                Ok(n + a.n + b.n)
+            })
+            .await
+        })
+        .await
+    })
+}
+
+pub fn async_fn_nested(pending: bool) -> impl Future<Output = Nested> {
+    async_fn_with(Open { pending }, async move |a| {
+        async_fn_with(Open { pending }, async move |b| {
+            async_fn_with(Open { pending }, async move |c| {
+                let n = body(c, pending, false).await?;
+                Ok(n + a.n + b.n)
+            })
+            .await
+        })
+        .await
+    })
+}
+
+pub fn boxed_nested(pending: bool) -> impl Future<Output = Nested> {
+    // A boxed body cannot capture a borrow from an outer body (the box would have to outlive
+    // every lifetime of its argument), so each level copies what the inner one needs.
+    boxed_with(Open { pending }, move |a| {
+        let an = a.n;
+        Box::pin(async move {
+            boxed_with(Open { pending }, move |b| {
+                let outer = an + b.n;
+                Box::pin(async move {
+                    boxed_with(Open { pending }, move |c| {
+                        Box::pin(async move {
+                            let n = body(c, pending, false).await?;
+                            Ok(n + outer)
+                        })
+                    })
+                    .await
+                })
+            })
+            .await
+        })
+    })
+}
+
+/// Polls `future` to completion with a no-op waker, so that the executor costs next to
+/// nothing. Every `Pending` here has already woken itself.
+#[inline]
+pub fn run<F: Future>(future: F) -> F::Output {
+    let mut future = pin!(future);
+    let mut cx = Context::from_waker(Waker::noop());
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return output;
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! The size of each variant's future and the heap allocations per cycle, for every benchmark
+//! scenario; and, for `benches/callgrind.sh`, a loop of cycles to count instructions in.
+//!
+//! ```sh
+//! cargo run --release --example bench_table                 # the size / allocation table
+//! cargo run --release --example bench_table -- cycles with 1000   # 1000 cycles of scenario (b)
+//! ```
+
+#[path = "../benches/scenarios/mod.rs"]
+mod scenarios;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::hint::black_box;
+use std::mem::size_of_val;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use scenarios::*;
+
+/// Counts heap allocations (the program is single-threaded).
+struct Counting;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: forwards every call unchanged to the system allocator; only adds a counter.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Heap allocations made while running `future` to completion.
+fn allocations<F: std::future::Future>(future: F) -> usize {
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    black_box(run(future));
+    ALLOCATIONS.load(Ordering::Relaxed) - before
+}
+
+fn row<F: std::future::Future>(scenario: &str, variant: &str, make: impl Fn() -> F) {
+    let size = size_of_val(&make());
+    let allocs = allocations(make());
+    println!("| {scenario} | {variant} | {size} | {allocs} |");
+}
+
+/// Runs `n` cycles of scenario (b) with `variant`; the only function callgrind counts.
+#[inline(never)]
+fn cycles(variant: &str, n: u64) {
+    for _ in 0..n {
+        let pending = black_box(true);
+        match variant {
+            "with" => drop(black_box(run(with_future(pending, false)))),
+            "async_fn" => drop(black_box(run(async_fn(pending, false)))),
+            "boxed" => drop(black_box(run(boxed(pending, false)))),
+            "combinators" => drop(black_box(run(combinators(pending, false)))),
+            other => panic!("unknown variant {other}"),
+        }
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("cycles") {
+        let variant = args
+            .get(1)
+            .expect("variant: with, async_fn, boxed or combinators");
+        let n = args
+            .get(2)
+            .map_or(1000, |n| n.parse().expect("a number of cycles"));
+        cycles(variant, n);
+        return;
+    }
+
+    println!("| scenario | variant | future size (bytes) | heap allocations per cycle |");
+    println!("|---|---|---:|---:|");
+    for (scenario, pending, fail) in [
+        ("(a) ready", false, false),
+        ("(b) pending once", true, false),
+        ("(c) body fails, rollback", true, true),
+    ] {
+        row(scenario, "`with`", || with_future(pending, fail));
+        row(scenario, "`async fn`", || async_fn(pending, fail));
+        row(scenario, "boxed body", || boxed(pending, fail));
+        row(scenario, "combinators", || combinators(pending, fail));
+    }
+    row("(d) three nested", "`with`", || with_future_nested(true));
+    row("(d) three nested", "`async fn`", || async_fn_nested(true));
+    row("(d) three nested", "boxed body", || boxed_nested(true));
+}
