@@ -32,6 +32,7 @@ pub(crate) struct Lend<R, F> {
 }
 
 impl<R, F: Future> Lend<R, F> {
+    #[inline]
     pub(crate) fn new(resource: R) -> Self {
         Lend {
             future: None,
@@ -44,6 +45,7 @@ impl<R, F: Future> Lend<R, F> {
     ///
     /// `'a` is a lifetime chosen by the caller's type, not the real one: the real borrow lasts
     /// until the future is dropped, which this type guarantees happens first (invariant 3).
+    #[inline]
     pub(crate) fn start<'a, B>(self: Pin<&mut Self>, body: B)
     where
         B: Body<'a, R, Future = F>,
@@ -68,6 +70,7 @@ impl<R, F: Future> Lend<R, F> {
     /// # Panics
     ///
     /// If no body is running.
+    #[inline]
     pub(crate) fn poll_body(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         // SAFETY: nothing is moved out of `this`; the future is re-pinned right away and only
         // ever dropped in place.
@@ -81,6 +84,7 @@ impl<R, F: Future> Lend<R, F> {
     }
 
     /// Drops the body future if there is one, then moves the resource out.
+    #[inline]
     pub(crate) fn take(self: Pin<&mut Self>) -> Option<R> {
         // SAFETY: the future is dropped in place, never moved; the resource was never pinned
         // (only the borrow of it needed a fixed address) and may be moved once no body future

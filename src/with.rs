@@ -213,6 +213,7 @@ where
 {
     type Output = Result<B::Ok, Error<M::Error, B::Err>>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut state = self.project().state;
         loop {
@@ -283,6 +284,7 @@ where
 
 /// Moves from the body phase to the exit phase: the body future is already gone; the resource
 /// leaves the cell and goes to exit together with the outcome.
+#[inline]
 fn start_exit<'a, M, B>(mut state: Pin<&mut State<'a, M, B>>, ended: Ended<B::Ok, B::Err>)
 where
     M: AsyncEnter,
