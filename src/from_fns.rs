@@ -21,6 +21,28 @@ use crate::outcome::{Outcome, Status};
 /// keeps its arguments for as long as it runs and the outcome only borrows the body's error.
 /// To see the error itself, implement [`AsyncExit`] by hand.
 ///
+/// # Returning it from a library
+///
+/// `impl AsyncEnter<Resource = R, Error = X>` hides the enter and exit futures, so callers
+/// cannot tell whether they are `Send`. If your users will `tokio::spawn` the `with`, say so in
+/// the return type with associated type bounds:
+///
+/// ```
+/// use async_with::{AsyncEnter, AsyncExit, from_fns};
+///
+/// fn counter() -> impl AsyncEnter<
+///     Resource = u32,
+///     Error = (),
+///     Enter: Send,
+///     Exit: Send + AsyncExit<u32, Future: Send>,
+/// > + Send {
+///     from_fns(async || Ok(0), async |_n: u32, _status| Ok(()))
+/// }
+/// # fn assert_send<T: Send>(_: &T) {}
+/// # let f = async_with::with(counter(), async |n| Ok::<_, ()>(*n));
+/// # assert_send(&f);
+/// ```
+///
 /// # Examples
 ///
 /// ```

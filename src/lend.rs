@@ -95,6 +95,11 @@ impl<R, F: Future> Lend<R, F> {
     }
 }
 
+// SAFETY: a shared `&Lend` gives access to nothing: every method takes `Pin<&mut Self>`. The
+// `UnsafeCell` only makes the auto trait conservative; requiring `R: Sync` and `F: Sync` keeps
+// `WithFuture` exactly as `Sync` as the equivalent `async` block.
+unsafe impl<R: Sync, F: Sync> Sync for Lend<R, F> {}
+
 impl<R, F> Drop for Lend<R, F> {
     fn drop(&mut self) {
         // Invariant 3: the borrower goes first. Field order would do the same; this states it.

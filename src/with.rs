@@ -118,9 +118,13 @@ pin_project! {
     /// # Auto traits
     ///
     /// `Send` when the manager, the exit handle, the resource, the body and its future, and
-    /// the outputs are. It never requires `Sync` of them. It is `!Unpin`: the body's future
-    /// borrows the resource stored inside this future, so it must not move once polled — pin
-    /// it (`core::pin::pin!`, `Box::pin`, or `.await` it) as any async block.
+    /// the outputs are; it never requires `Sync` of them. Without the `std` feature it is also
+    /// `Sync` when all of them are, as an `async` block would be (with `std` it may hold a
+    /// caught panic's payload, which is only `Send`).
+    ///
+    /// It is `!Unpin`: the body's future borrows the resource stored inside this future, so it
+    /// must not move once polled. Pin it (`core::pin::pin!`, `Box::pin`) or `.await` it, as
+    /// any async block.
     #[must_use = "futures do nothing unless you `.await` or poll them"]
     pub struct WithFuture<'a, M, B>
     where

@@ -4,7 +4,6 @@
 
 use core::cell::Cell;
 use core::future::Future;
-use core::marker::PhantomData;
 use core::pin::{Pin, pin};
 use core::task::{Context, Poll, Waker};
 use std::rc::Rc;
@@ -15,14 +14,21 @@ use futures_core::FusedFuture;
 /// Compiles only if the type of `value` is `Send`.
 fn assert_send<T: Send>(_: &T) {}
 
-/// Returns a zero-sized witness of the type of `value`, for the macros below.
-fn type_of<T>(_: &T) -> PhantomData<T> {
-    PhantomData
+/// Moves `fut` to another thread and runs it to completion there.
+fn run_on_other_thread<F>(fut: F) -> F::Output
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    std::thread::spawn(move || futures_executor::block_on(fut))
+        .join()
+        .expect("the future panicked")
 }
 
 /// Compiles only if the type of `$value` does NOT implement `$trait` (the trick of
-/// `static_assertions::assert_not_impl_any!`): if it did, both impls below would apply and the
-/// call would be ambiguous, a compile error.
+/// `static_assertions::assert_not_impl_any!`): if it did, both impls below would apply to it,
+/// the method call would be ambiguous, and compilation would fail with E0283. (Checked: the
+/// macro rejects a `Send` future and an `Unpin` value.)
 macro_rules! assert_not_impl {
     ($value:expr, $trait:path) => {{
         trait AmbiguousIfImpl<A> {
@@ -32,10 +38,7 @@ macro_rules! assert_not_impl {
         #[allow(dead_code)]
         struct Invalid;
         impl<T: ?Sized + $trait> AmbiguousIfImpl<Invalid> for T {}
-        let witness = type_of(&$value);
-        // `PhantomData<T>` implements the auto traits exactly when `T` does, and `Unpin`
-        // unconditionally, so test `T` itself for `Unpin` through a reference-free path.
-        AmbiguousIfImpl::some_item(&witness);
+        AmbiguousIfImpl::some_item(&$value);
     }};
 }
 
@@ -68,6 +71,7 @@ fn send_with_nullcontext() {
         Ok::<_, String>(v.len())
     });
     assert_send(&fut);
+    assert_eq!(run_on_other_thread(fut), Ok(3));
 }
 
 #[test]
@@ -91,6 +95,7 @@ fn send_with_from_fns_and_closing() {
         },
     );
     assert_send(&fut);
+    assert_eq!(run_on_other_thread(fut), Ok(5));
 
     let fut = with(
         closing(vec![0_u8], async |v: Vec<u8>| {
@@ -104,6 +109,7 @@ fn send_with_from_fns_and_closing() {
         },
     );
     assert_send(&fut);
+    assert_eq!(run_on_other_thread(fut), Ok(1));
 }
 
 #[test]
@@ -128,24 +134,16 @@ fn not_send_with_rc_resource() {
 
 #[test]
 fn not_unpin() {
-    // The trick is applied to the type itself, not through `PhantomData` (which is `Unpin`).
-    trait AmbiguousIfUnpin<A> {
-        fn some_item(&self) {}
-    }
-    impl<T: ?Sized> AmbiguousIfUnpin<()> for T {}
-    #[allow(dead_code)]
-    struct Invalid;
-    impl<T: ?Sized + Unpin> AmbiguousIfUnpin<Invalid> for T {}
-
     let fut = with(nullcontext(5_u32), async |r| Ok::<_, ()>(*r));
-    AmbiguousIfUnpin::some_item(&fut);
-    // Even when every part is `Unpin` (a hand-written body future and `u32`), the self-borrow
-    // makes it `!Unpin`.
+    assert_not_impl!(fut, Unpin);
+
+    // Even when every part is `Unpin` (a `Ready` body future, a `u32` resource), the
+    // self-borrow makes it `!Unpin`.
     fn body(r: &mut u32) -> core::future::Ready<Result<u32, ()>> {
         core::future::ready(Ok(*r))
     }
     let fut = with(nullcontext(5_u32), body);
-    AmbiguousIfUnpin::some_item(&fut);
+    assert_not_impl!(fut, Unpin);
 }
 
 #[test]
@@ -162,26 +160,33 @@ fn send_without_sync() {
     });
     assert_send(&fut);
     assert_not_impl!(fut, Sync);
+    let out = run_on_other_thread(fut).map(Cell::into_inner);
+    assert_eq!(out, Ok(2));
 
-    // A manager whose exit handle and futures hold a `!Sync` value.
+    // A manager whose closures, exit handle and futures hold `!Sync` values across awaits.
+    let exits = Cell::new(0_u32);
     let fut = with(
         from_fns(
             async || {
                 yield_once().await;
                 Ok::<_, ()>(Cell::new(7_u32))
             },
-            async |c: Cell<u32>, _s: Status| {
+            async move |c: Cell<u32>, _s: Status| {
                 yield_once().await;
-                c.set(0);
+                exits.set(exits.get() + 1);
+                assert_eq!((c.get(), exits.get()), (8, 1));
                 Ok(())
             },
         ),
         async |c| {
             yield_once().await;
+            c.set(c.get() + 1);
             Ok::<_, ()>(c.get())
         },
     );
     assert_send(&fut);
+    assert_not_impl!(fut, Sync);
+    assert_eq!(run_on_other_thread(fut), Ok(8));
 }
 
 /// Hand-polls `fut` with a no-op waker, recording `Debug` and `is_terminated` before each
@@ -304,16 +309,13 @@ fn spawn_on_multi_thread_tokio() {
                         }
                     },
                 );
-                tokio::spawn(with(
-                    manager,
-                    async move |v: &mut Vec<usize>| {
-                        tokio::task::yield_now().await;
-                        body_log.lock().unwrap().push((id, "body"));
-                        v.push(id);
-                        tokio::task::yield_now().await;
-                        if id % 2 == 1 { Err(id) } else { Ok(id * 10) }
-                    },
-                ))
+                tokio::spawn(with(manager, async move |v: &mut Vec<usize>| {
+                    tokio::task::yield_now().await;
+                    body_log.lock().unwrap().push((id, "body"));
+                    v.push(id);
+                    tokio::task::yield_now().await;
+                    if id % 2 == 1 { Err(id) } else { Ok(id * 10) }
+                }))
             })
             .collect();
         let mut results = Vec::new();
@@ -345,4 +347,15 @@ fn spawn_on_multi_thread_tokio() {
         let exit = if id % 2 == 1 { "exit:err" } else { "exit:ok" };
         assert_eq!(mine, ["enter", "body", exit], "task {id}");
     }
+}
+
+/// Without `std` (no panic payload to hold), `WithFuture` is `Sync` when its parts are, like
+/// an `async` block.
+#[cfg(not(feature = "std"))]
+#[test]
+fn sync_when_parts_are_sync() {
+    fn assert_sync<T: Sync>(_: &T) {}
+    let future = async_with::with(async_with::nullcontext(1_u32), async |n| Ok::<_, ()>(*n));
+    assert_sync(&future);
+    assert_eq!(futures_executor::block_on(future), Ok(1));
 }

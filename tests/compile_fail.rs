@@ -1,12 +1,12 @@
 //! Compile-fail tests (S10, S11): the body cannot carry the borrowed resource out of `with`,
 //! nothing can reach it after the future completed, a plain closure returning `async move`
-//! is rejected, `WithFuture` is `!Unpin` and `#[must_use]`.
+//! is rejected, and `WithFuture` is `#[must_use]` (`!Unpin` is checked in `auto_traits.rs`).
 //!
 //! The `.stderr` files match the stable compiler used by CI (rustc 1.95). Regenerate them
 //! with `TRYBUILD=overwrite cargo test --test compile_fail` and read every one: each must fail
 //! for the reason its comment states. `tests/ui/pass/` holds the same code written the
 //! supported way; it must compile and run, which shows the failures come from the leaked
-//! borrow (or the missing pin / await) and nothing else.
+//! borrow (or the missing await) and nothing else.
 
 #[cfg(not(miri))]
 #[test]

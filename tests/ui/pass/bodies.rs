@@ -20,10 +20,9 @@ fn main() {
     assert_eq!(slot, Some(5));
 
     // Return an owned view (use_after_completion.rs).
-    let name = futures_executor::block_on(with(
-        nullcontext(String::from("sensor")),
-        async |s| Ok::<_, ()>(s.clone()),
-    ));
+    let name = futures_executor::block_on(with(nullcontext(String::from("sensor")), async |s| {
+        Ok::<_, ()>(s.clone())
+    }));
     assert_eq!(name.as_deref(), Ok("sensor"));
 
     // `async |r|` instead of `|r| async move` (plain_closure_async_move.rs).
@@ -33,7 +32,7 @@ fn main() {
     });
     assert_eq!(futures_executor::block_on(fut), Ok(6));
 
-    // Pinned before polling (not_unpin.rs).
+    // Pinned before polling (`WithFuture` is `!Unpin`).
     let mut fut = core::pin::pin!(with(nullcontext(5_u32), async |r| Ok::<_, ()>(*r)));
     let mut cx = Context::from_waker(Waker::noop());
     assert_eq!(fut.as_mut().poll(&mut cx), Poll::Ready(Ok(5)));

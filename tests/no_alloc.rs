@@ -1,0 +1,505 @@
+//! S12: no heap allocation per enter-body-exit cycle.
+//!
+//! A counting global allocator counts the allocations made by the current thread; each test
+//! counts only around the construction, polling and dropping of one `WithFuture` (polled by
+//! hand with `Waker::noop()`), never around the test harness. Runs under Miri too.
+
+use core::cell::Cell;
+use core::future::Future;
+use core::pin::{Pin, pin};
+use core::task::{Context, Poll, Waker};
+use std::alloc::{GlobalAlloc, Layout, System};
+
+use async_with::{
+    AsyncEnter, AsyncExit, Error, Outcome, Status, closing, from_fns, nullcontext, with,
+};
+
+/// `System`, counting every allocation (and reallocation) of the calling thread.
+struct Counting;
+
+thread_local! {
+    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+}
+
+fn record_allocation() {
+    // `try_with`: the allocator may be called while the thread-local is being torn down.
+    let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+}
+
+// SAFETY: every method forwards to `System` with the caller's arguments unchanged.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        record_allocation();
+        // SAFETY: forwarded; the caller upholds `GlobalAlloc::alloc`'s contract.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        record_allocation();
+        // SAFETY: as for `alloc`.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        record_allocation();
+        // SAFETY: `ptr` was allocated by `System` (through this allocator) with `layout`.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` was allocated by `System` (through this allocator) with `layout`.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Runs `f` and returns its result with the number of allocations it made on this thread.
+fn allocations_in<T>(f: impl FnOnce() -> T) -> (T, usize) {
+    let before = ALLOCATIONS.with(Cell::get);
+    let out = f();
+    let after = ALLOCATIONS.with(Cell::get);
+    (out, after - before)
+}
+
+/// Polls `fut` to completion with a no-op waker; returns its output and the number of polls.
+fn poll_to_end<F: Future>(fut: F) -> (F::Output, usize) {
+    let mut fut = pin!(fut);
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut polls = 0;
+    loop {
+        polls += 1;
+        if let Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
+            return (out, polls);
+        }
+        assert!(polls < 100, "the future did not finish");
+    }
+}
+
+/// A fixed-capacity, allocation-free trace of what ran.
+struct Trace {
+    entries: [Cell<&'static str>; 8],
+    len: Cell<usize>,
+}
+
+impl Trace {
+    fn new() -> Self {
+        Trace {
+            entries: Default::default(),
+            len: Cell::new(0),
+        }
+    }
+
+    fn push(&self, entry: &'static str) {
+        let len = self.len.get();
+        self.entries[len].set(entry);
+        self.len.set(len + 1);
+    }
+
+    /// Allocates: call only outside the counted region.
+    fn to_vec(&self) -> Vec<&'static str> {
+        self.entries[..self.len.get()]
+            .iter()
+            .map(Cell::get)
+            .collect()
+    }
+}
+
+/// A hand-written future: returns `Pending` once (waking its task), then records `label` and
+/// returns its value.
+struct Step<'t, T> {
+    trace: &'t Trace,
+    label: &'static str,
+    yielded: bool,
+    value: Option<T>,
+}
+
+impl<'t, T> Step<'t, T> {
+    fn new(trace: &'t Trace, label: &'static str, value: T) -> Self {
+        Step {
+            trace,
+            label,
+            yielded: false,
+            value: Some(value),
+        }
+    }
+}
+
+impl<T> Unpin for Step<'_, T> {}
+
+impl<T> Future for Step<'_, T> {
+    type Output = T;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        if !self.yielded {
+            self.yielded = true;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        self.trace.push(self.label);
+        Poll::Ready(self.value.take().expect("`Step` polled after completion"))
+    }
+}
+
+/// A hand-written manager (S16) with named, poll-based futures in every phase.
+struct Sensor<'t> {
+    trace: &'t Trace,
+    exit_fails: bool,
+}
+
+struct PowerDown<'t> {
+    trace: &'t Trace,
+    exit_fails: bool,
+}
+
+impl<'t> AsyncEnter for Sensor<'t> {
+    type Resource = u32;
+    type Error = &'static str;
+    type Exit = PowerDown<'t>;
+    type Enter = Step<'t, Result<(u32, PowerDown<'t>), &'static str>>;
+
+    fn enter(self) -> Self::Enter {
+        let exit = PowerDown {
+            trace: self.trace,
+            exit_fails: self.exit_fails,
+        };
+        Step::new(self.trace, "enter", Ok((40, exit)))
+    }
+}
+
+impl<'t> AsyncExit<u32> for PowerDown<'t> {
+    type Error = &'static str;
+    type Future = Step<'t, Result<(), &'static str>>;
+
+    fn exit(self, reading: u32, outcome: Outcome<'_>) -> Self::Future {
+        let label = match outcome.failure() {
+            None => "exit:ok",
+            Some(failure) if failure.downcast_ref::<&str>() == Some(&"bad reading") => {
+                "exit:bad reading"
+            }
+            Some(_) => "exit:other error",
+        };
+        assert_eq!(reading, 41);
+        let result = if self.exit_fails {
+            Err("power down failed")
+        } else {
+            Ok(())
+        };
+        Step::new(self.trace, label, result)
+    }
+
+    fn cancel(self, reading: u32) {
+        assert_eq!(reading, 41);
+        self.trace.push("cancel");
+    }
+}
+
+/// A future that returns `Pending` once (waking its task), then `Ready(())`.
+struct YieldOnce(bool);
+
+impl Future for YieldOnce {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0 {
+            return Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
+fn yield_once() -> YieldOnce {
+    YieldOnce(false)
+}
+
+#[test]
+fn the_counter_sees_allocations() {
+    // Control: the measurement itself can fail.
+    let (boxed, n) = allocations_in(|| std::hint::black_box(Box::new(7_u8)));
+    assert_eq!((*boxed, n), (7, 1));
+
+    let trace = Trace::new();
+    let (out, n) = allocations_in(|| {
+        poll_to_end(with(
+            Sensor {
+                trace: &trace,
+                exit_fails: false,
+            },
+            async |r| {
+                *r += 1;
+                let boxed = std::hint::black_box(Box::new(*r));
+                Ok::<_, &str>(*boxed)
+            },
+        ))
+    });
+    assert_eq!(out, (Ok(41), 3));
+    assert_eq!(n, 1, "the body's own `Box` is counted");
+}
+
+#[test]
+fn hand_written_manager_body_succeeds() {
+    let trace = Trace::new();
+    let ((out, polls), n) = allocations_in(|| {
+        poll_to_end(with(
+            Sensor {
+                trace: &trace,
+                exit_fails: false,
+            },
+            async |r| {
+                yield_once().await;
+                *r += 1;
+                trace.push("body");
+                Ok::<_, &str>(*r * 2)
+            },
+        ))
+    });
+    assert_eq!(n, 0, "allocations per cycle");
+    assert_eq!(out, Ok(82));
+    // One `Pending` per phase, then `Ready`.
+    assert_eq!(polls, 4);
+    assert_eq!(trace.to_vec(), ["enter", "body", "exit:ok"]);
+}
+
+#[test]
+fn hand_written_manager_body_fails() {
+    let trace = Trace::new();
+    let ((out, polls), n) = allocations_in(|| {
+        poll_to_end(with(
+            Sensor {
+                trace: &trace,
+                exit_fails: false,
+            },
+            async |r| {
+                yield_once().await;
+                *r += 1;
+                trace.push("body");
+                Err::<u32, _>("bad reading")
+            },
+        ))
+    });
+    assert_eq!(n, 0, "allocations per cycle");
+    assert_eq!(out, Err(Error::Body("bad reading")));
+    assert_eq!(polls, 4);
+    assert_eq!(trace.to_vec(), ["enter", "body", "exit:bad reading"]);
+}
+
+#[test]
+fn hand_written_manager_body_and_exit_fail() {
+    let trace = Trace::new();
+    let ((out, _), n) = allocations_in(|| {
+        poll_to_end(with(
+            Sensor {
+                trace: &trace,
+                exit_fails: true,
+            },
+            async |r| {
+                *r += 1;
+                Err::<u32, _>("bad reading")
+            },
+        ))
+    });
+    assert_eq!(n, 0, "allocations per cycle");
+    assert_eq!(
+        out,
+        Err(Error::BodyAndExit {
+            body: "bad reading",
+            exit: "power down failed"
+        })
+    );
+    assert_eq!(trace.to_vec(), ["enter", "exit:bad reading"]);
+}
+
+#[test]
+fn many_cycles_allocate_nothing() {
+    let trace = Trace::new();
+    let (total, n) = allocations_in(|| {
+        let mut total = 0;
+        for i in 0..100_u32 {
+            trace.len.set(0);
+            let (out, _) = poll_to_end(with(
+                Sensor {
+                    trace: &trace,
+                    exit_fails: false,
+                },
+                async |r| {
+                    *r += 1;
+                    if i % 3 == 0 {
+                        Err("bad reading")
+                    } else {
+                        Ok(*r + i)
+                    }
+                },
+            ));
+            total += out.unwrap_or(0);
+        }
+        total
+    });
+    assert_eq!(n, 0);
+    // 66 successes (i % 3 != 0), each 41 + i.
+    let expected: u32 = (0..100).filter(|i| i % 3 != 0).map(|i| 41 + i).sum();
+    assert_eq!(total, expected);
+}
+
+#[test]
+fn from_fns_manager() {
+    let trace = Trace::new();
+    let run = |fail: bool| {
+        allocations_in(|| {
+            poll_to_end(with(
+                from_fns(
+                    async || {
+                        yield_once().await;
+                        trace.push("enter");
+                        Ok::<_, &str>(40_u32)
+                    },
+                    async |reading: u32, status: Status| {
+                        yield_once().await;
+                        assert_eq!(reading, 41);
+                        trace.push(if status.is_success() {
+                            "exit:ok"
+                        } else {
+                            "exit:err"
+                        });
+                        Ok(())
+                    },
+                ),
+                async |r| {
+                    yield_once().await;
+                    *r += 1;
+                    trace.push("body");
+                    if fail { Err(7_u8) } else { Ok(*r) }
+                },
+            ))
+        })
+    };
+
+    let ((out, polls), n) = run(false);
+    assert_eq!((out, polls, n), (Ok(41), 4, 0));
+    assert_eq!(trace.to_vec(), ["enter", "body", "exit:ok"]);
+
+    trace.len.set(0);
+    let ((out, polls), n) = run(true);
+    assert_eq!((out, polls, n), (Err(Error::Body(7)), 4, 0));
+    assert_eq!(trace.to_vec(), ["enter", "body", "exit:err"]);
+}
+
+#[test]
+fn closing_manager() {
+    struct Port<'t> {
+        trace: &'t Trace,
+        sent: u32,
+    }
+    impl Port<'_> {
+        async fn close(self) -> Result<(), &'static str> {
+            yield_once().await;
+            self.trace.push(if self.sent > 0 {
+                "flush+close"
+            } else {
+                "close"
+            });
+            Ok(())
+        }
+    }
+
+    let trace = Trace::new();
+    for fail in [false, true] {
+        trace.len.set(0);
+        let ((out, polls), n) = allocations_in(|| {
+            poll_to_end(with(
+                closing(
+                    Port {
+                        trace: &trace,
+                        sent: 0,
+                    },
+                    Port::close,
+                ),
+                async |port| {
+                    yield_once().await;
+                    port.sent += 3;
+                    trace.push("body");
+                    if fail { Err(()) } else { Ok(port.sent) }
+                },
+            ))
+        });
+        assert_eq!(n, 0, "allocations per cycle (fail = {fail})");
+        // `closing` enters without suspending: body and exit each suspend once.
+        assert_eq!(polls, 3);
+        let expected = if fail { Err(Error::Body(())) } else { Ok(3) };
+        assert_eq!(out, expected);
+        assert_eq!(trace.to_vec(), ["body", "flush+close"]);
+    }
+}
+
+#[test]
+fn nullcontext_manager() {
+    for fail in [false, true] {
+        let ((out, polls), n) = allocations_in(|| {
+            poll_to_end(with(nullcontext([1_u8; 64]), async |buf| {
+                yield_once().await;
+                buf[0] = 9;
+                if fail {
+                    Err(buf[1])
+                } else {
+                    Ok(buf.iter().map(|&b| u32::from(b)).sum::<u32>())
+                }
+            }))
+        });
+        assert_eq!(n, 0, "allocations per cycle (fail = {fail})");
+        assert_eq!(polls, 2);
+        let expected = if fail {
+            Err(Error::Body(1))
+        } else {
+            Ok(9 + 63)
+        };
+        assert_eq!(out, expected);
+    }
+}
+
+/// Polls `polls` times (each must be `Pending`), then drops the future; counts allocations
+/// over the whole of it.
+fn cancel_after(polls: usize, trace: &Trace) -> usize {
+    let ((), n) = allocations_in(|| {
+        let mut fut = pin!(with(
+            Sensor {
+                trace,
+                exit_fails: false,
+            },
+            async |r| {
+                *r += 1;
+                trace.push("body:start");
+                yield_once().await;
+                yield_once().await;
+                trace.push("body:end");
+                Ok::<_, &str>(*r)
+            },
+        ));
+        let mut cx = Context::from_waker(Waker::noop());
+        for _ in 0..polls {
+            assert!(fut.as_mut().poll(&mut cx).is_pending());
+        }
+    });
+    n
+}
+
+#[test]
+fn cancel_paths_allocate_nothing() {
+    let trace = Trace::new();
+
+    // Dropped before the first poll: nothing ran.
+    assert_eq!(cancel_after(0, &trace), 0);
+    assert_eq!(trace.to_vec(), [] as [&str; 0]);
+
+    // Dropped during enter: no exit, no cancel.
+    assert_eq!(cancel_after(1, &trace), 0);
+    assert_eq!(trace.to_vec(), [] as [&str; 0]);
+
+    // Dropped during the body: the body future goes, then `cancel` gets the resource.
+    assert_eq!(cancel_after(2, &trace), 0);
+    assert_eq!(trace.to_vec(), ["enter", "body:start", "cancel"]);
+
+    // Dropped during exit: the exit future is dropped; `cancel` does not run.
+    trace.len.set(0);
+    assert_eq!(cancel_after(4, &trace), 0);
+    assert_eq!(trace.to_vec(), ["enter", "body:start", "body:end"]);
+}

@@ -1,0 +1,11 @@
+// Section 4: the same mistake without a type annotation on the closure's argument, the way
+// it is usually written.
+use async_with::{nullcontext, with};
+
+fn main() {
+    let fut = with(nullcontext(5_u32), |r| async move {
+        *r += 1;
+        Ok::<_, ()>(*r)
+    });
+    let _ = futures_executor::block_on(fut);
+}
