@@ -31,6 +31,15 @@ use core::fmt;
 ///
 /// let both: Error<&'static str, u32> = Error::BodyAndExit { body: 7, exit: "rollback failed" };
 /// assert_eq!(both.collapse::<AppError>(), AppError::Parse(7));
+///
+/// // In a function returning `Result<_, AppError>`, name the target type: `?` converts
+/// // through `From`, so the compiler cannot infer it from `map_err(Error::collapse)`.
+/// fn parse() -> Result<u32, AppError> {
+///     let result: Result<u32, Error<&'static str, u32>> = Err(Error::Exit("close failed"));
+///     let value = result.map_err(Error::collapse::<AppError>)?;
+///     Ok(value)
+/// }
+/// assert_eq!(parse(), Err(AppError::Db("close failed")));
 /// ```
 ///
 /// # Suppression

@@ -111,9 +111,14 @@ pin_project! {
     /// Polling again after it returned `Ready` panics.
     ///
     /// With the `std` feature, a panic in the body is caught, exit runs with
-    /// [`Outcome::Panicked`], and then the panic resumes with its original payload. A panic in
-    /// enter or exit, or in the body without `std`, unwinds through `poll`; if the future is
-    /// then dropped mid-body, `cancel` runs as for any drop.
+    /// [`Outcome::Panicked`], and then the panic resumes with its original payload — even if
+    /// exit failed, whose error is then dropped (the panic is the more severe failure). If the
+    /// future is dropped while that exit runs, the payload is dropped with it and the panic
+    /// does not resume: dropping is cancellation.
+    ///
+    /// A panic in enter or exit, or in the body without `std`, unwinds through `poll` and
+    /// leaves the future finished or mid-phase; if it is then dropped mid-body, `cancel` runs
+    /// as for any drop.
     ///
     /// # Auto traits
     ///
