@@ -1,7 +1,13 @@
 //! The same scenario on several executors (section 5: "it runs on ..."): enter, body, exit;
-//! a failing body whose failure exit sees. Every phase suspends once (returns `Pending` after
-//! waking its task) before it completes, so each executor really has to reschedule the task
-//! between phases. The trace shows the order of suspensions and completions.
+//! a failing body whose failure exit sees; a body cancelled by a shorter future in a `select`,
+//! whose resource goes to the synchronous `cancel` hook after the body future is dropped.
+//! Every phase suspends once (returns `Pending` after waking its task) before it completes, so
+//! each executor really has to reschedule the task between phases. The trace shows the order
+//! of suspensions and completions.
+//!
+//! Executors: futures-executor, tokio (current-thread and multi-thread, `block_on` and
+//! spawned), smol (`block_on` and spawned), embassy-executor on the host (`platform-std`), and
+//! a hand-written poll loop.
 
 use core::future::Future;
 use core::pin::{Pin, pin};
@@ -10,6 +16,7 @@ use core::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
 use std::sync::{Arc, Mutex};
 
 use async_with::{AsyncEnter, AsyncExit, Error, Outcome, with};
+use futures_util::future::{Either, select};
 
 type Log = Arc<Mutex<Vec<String>>>;
 
@@ -129,25 +136,106 @@ const FAILURE_TRACE: [&str; 7] = [
     "exit 21 Failure(\"sensor timeout\")",
 ];
 
-/// Runs the succeeding then the failing scenario with `block_on`; checks outputs and trace.
+/// Logs `"body:dropped"` when dropped: shows when the body's future is dropped.
+struct DropGuard(Log);
+
+impl Drop for DropGuard {
+    fn drop(&mut self) {
+        push(&self.0, "body:dropped");
+    }
+}
+
+/// A shorter future: returns `Pending` (after waking its task) `polls` times, then logs
+/// `"timeout"` and completes. Stands in for a timer.
+struct Timeout {
+    log: Log,
+    polls: u32,
+}
+
+impl Future for Timeout {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.polls == 0 {
+            push(&self.log, "timeout");
+            return Poll::Ready(());
+        }
+        self.polls -= 1;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
+/// `with` a device whose body never finishes, raced in a `select` against a [`Timeout`] that
+/// completes on the third poll, once the body is suspended: the `WithFuture` is dropped
+/// mid-body. Resolves to `true` if the timeout won.
+fn cancelled_scenario(log: &Log) -> impl Future<Output = bool> + Send + 'static {
+    let body_log = log.clone();
+    let with = with(Device { log: log.clone() }, async move |value: &mut u32| {
+        let _guard = DropGuard(body_log.clone());
+        push(&body_log, "body:start");
+        *value += 1;
+        Step::new(&body_log, "body", ()).await;
+        // A read that never completes: only cancellation ends this body.
+        core::future::pending::<()>().await;
+        Ok::<_, &'static str>(*value)
+    });
+    let timeout = Timeout {
+        log: log.clone(),
+        polls: 2,
+    };
+    async move {
+        match select(Box::pin(with), timeout).await {
+            Either::Left(_) => false,
+            Either::Right(((), with)) => {
+                drop(with); // cancels: the body future is dropped, then `cancel` runs
+                true
+            }
+        }
+    }
+}
+
+const CANCEL_TRACE: [&str; 8] = [
+    "enter:pending",
+    "enter",
+    "body:start",
+    "body:pending",
+    "body",
+    "timeout",
+    "body:dropped",
+    "cancel",
+];
+
+/// Runs the succeeding, the failing and the cancelled scenario, one after the other, with
+/// `block_on`; checks outputs and trace.
 fn check(block_on: impl Fn(Pin<&mut (dyn Future<Output = ()> + Send)>)) {
     let log = Log::default();
     let outputs = Arc::new(Mutex::new(Vec::new()));
-    let (ok, err) = (scenario(&log, false), scenario(&log, true));
+    let (ok, err, cancelled) = (
+        scenario(&log, false),
+        scenario(&log, true),
+        cancelled_scenario(&log),
+    );
     let sink = outputs.clone();
-    let both = pin!(async move {
+    let all = pin!(async move {
         let ok = ok.await;
         let err = err.await;
-        sink.lock().unwrap().extend([ok, err]);
+        let cancelled = cancelled.await;
+        sink.lock().unwrap().push((ok, err, cancelled));
     });
-    block_on(both);
+    block_on(all);
     assert_eq!(
         *outputs.lock().unwrap(),
-        [Ok(42), Err(Error::Body("sensor timeout"))]
+        [(Ok(42), Err(Error::Body("sensor timeout")), true)]
     );
+    check_trace(&log);
+}
+
+/// The log of the three scenarios run in order.
+fn check_trace(log: &Log) {
     let log = log.lock().unwrap();
     assert_eq!(log[..7], SUCCESS_TRACE);
-    assert_eq!(log[7..], FAILURE_TRACE);
+    assert_eq!(log[7..14], FAILURE_TRACE);
+    assert_eq!(log[14..], CANCEL_TRACE);
 }
 
 #[test]
@@ -169,16 +257,16 @@ fn tokio_current_thread_spawned() {
         .build()
         .unwrap();
     let log = Log::default();
-    let (ok, err) = rt.block_on(async {
+    let (ok, err, cancelled) = rt.block_on(async {
         let ok = tokio::spawn(scenario(&log, false)).await.unwrap();
         let err = tokio::spawn(scenario(&log, true)).await.unwrap();
-        (ok, err)
+        let cancelled = tokio::spawn(cancelled_scenario(&log)).await.unwrap();
+        (ok, err, cancelled)
     });
     assert_eq!(ok, Ok(42));
     assert_eq!(err, Err(Error::Body("sensor timeout")));
-    let log = log.lock().unwrap();
-    assert_eq!(log[..7], SUCCESS_TRACE);
-    assert_eq!(log[7..], FAILURE_TRACE);
+    assert!(cancelled);
+    check_trace(&log);
 }
 
 #[cfg(not(miri))]
@@ -199,16 +287,78 @@ fn tokio_multi_thread_spawned() {
         .build()
         .unwrap();
     let log = Log::default();
-    let (ok, err) = rt.block_on(async {
+    let (ok, err, cancelled) = rt.block_on(async {
         let ok = tokio::spawn(scenario(&log, false)).await.unwrap();
         let err = tokio::spawn(scenario(&log, true)).await.unwrap();
-        (ok, err)
+        let cancelled = tokio::spawn(cancelled_scenario(&log)).await.unwrap();
+        (ok, err, cancelled)
     });
     assert_eq!(ok, Ok(42));
     assert_eq!(err, Err(Error::Body("sensor timeout")));
-    let log = log.lock().unwrap();
-    assert_eq!(log[..7], SUCCESS_TRACE);
-    assert_eq!(log[7..], FAILURE_TRACE);
+    assert!(cancelled);
+    check_trace(&log);
+}
+
+// smol's reactor (epoll) is outside what Miri runs.
+#[cfg(not(miri))]
+#[test]
+fn smol_block_on() {
+    check(|fut| smol::block_on(fut));
+}
+
+#[cfg(not(miri))]
+#[test]
+fn smol_spawned() {
+    let executor = smol::Executor::new();
+    let log = Log::default();
+    let (ok, err, cancelled) = smol::block_on(executor.run(async {
+        let ok = executor.spawn(scenario(&log, false)).await;
+        let err = executor.spawn(scenario(&log, true)).await;
+        let cancelled = executor.spawn(cancelled_scenario(&log)).await;
+        (ok, err, cancelled)
+    }));
+    assert_eq!(ok, Ok(42));
+    assert_eq!(err, Err(Error::Body("sensor timeout")));
+    assert!(cancelled);
+    check_trace(&log);
+}
+
+/// The three scenarios as one embassy task (a `#[embassy_executor::task]` is a `static` pool
+/// of one, so the test spawns it once); sends the outputs back over `done`.
+#[embassy_executor::task]
+async fn embassy_scenarios(log: Log, done: std::sync::mpsc::Sender<EmbassyOutputs>) {
+    let ok = scenario(&log, false).await;
+    let err = scenario(&log, true).await;
+    let cancelled = cancelled_scenario(&log).await;
+    done.send((ok, err, cancelled)).unwrap();
+}
+
+type EmbassyOutputs = (
+    Result<u32, Error<String, &'static str>>,
+    Result<u32, Error<String, &'static str>>,
+    bool,
+);
+
+/// embassy-executor's std platform (`platform-std`, `executor-thread`): the executor wants
+/// `&'static mut self`, so it is leaked; `run_until` returns once the task has sent its outputs.
+#[test]
+fn embassy_executor_std() {
+    let log = Log::default();
+    let (done, outputs) = std::sync::mpsc::channel();
+    let executor = Box::leak(Box::new(embassy_executor::Executor::new()));
+    let mut received = None;
+    executor.run_until(
+        |spawner| spawner.spawn(embassy_scenarios(log.clone(), done).unwrap()),
+        || {
+            received = outputs.try_recv().ok();
+            received.is_some()
+        },
+    );
+    let (ok, err, cancelled) = received.unwrap();
+    assert_eq!(ok, Ok(42));
+    assert_eq!(err, Err(Error::Body("sensor timeout")));
+    assert!(cancelled);
+    check_trace(&log);
 }
 
 /// A no_std-style waker: counts wake-ups in the `AtomicUsize` its data points to.
