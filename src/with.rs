@@ -225,69 +225,64 @@ where
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut state = self.project().state;
-        loop {
-            match state.as_mut().project() {
-                StateProj::Start { .. } => {
-                    let StateReplace::Start { manager, body } =
-                        state.as_mut().project_replace(State::Done)
-                    else {
-                        unreachable!()
-                    };
-                    state.set(State::Enter {
-                        future: manager.enter(),
-                        body,
-                    });
-                }
-                StateProj::Enter { future, .. } => {
-                    let entered = ready!(future.poll(cx));
-                    let StateReplace::Enter { body, .. } =
-                        state.as_mut().project_replace(State::Done)
-                    else {
-                        unreachable!()
-                    };
-                    let (resource, exit) = match entered {
-                        Ok(entered) => entered,
-                        Err(error) => return Poll::Ready(Err(Error::Enter(error))),
-                    };
-                    state.set(State::Body {
-                        lend: Lend::new(resource),
-                        exit,
-                    });
-                    let StateProj::Body { lend, .. } = state.as_mut().project() else {
-                        unreachable!()
-                    };
-                    if let Err(payload) = catch(|| lend.start(body)) {
-                        exit_after_panic(state.as_mut(), payload);
-                    }
-                }
-                StateProj::Body { mut lend, .. } => {
-                    let ended = match catch(|| lend.as_mut().poll_body(cx)) {
-                        Ok(Poll::Pending) => return Poll::Pending,
-                        Ok(Poll::Ready(Ok(value))) => Ended::Ok(value),
-                        Ok(Poll::Ready(Err(error))) => Ended::Err(error),
-                        #[cfg(feature = "std")]
-                        Err(payload) => Ended::Panicked(payload),
-                    };
-                    start_exit(state.as_mut(), ended);
-                }
-                StateProj::Exit { future, .. } => {
-                    let exited = ready!(future.poll(cx));
-                    let StateReplace::Exit { ended, .. } = state.project_replace(State::Done)
-                    else {
-                        unreachable!()
-                    };
-                    return Poll::Ready(match (ended, exited) {
-                        (Ended::Ok(value), Ok(())) => Ok(value),
-                        (Ended::Ok(_), Err(exit)) => Err(Error::Exit(exit)),
-                        (Ended::Err(body), Ok(())) => Err(Error::Body(body)),
-                        (Ended::Err(body), Err(exit)) => Err(Error::BodyAndExit { body, exit }),
-                        #[cfg(feature = "std")]
-                        (Ended::Panicked(payload), _) => std::panic::resume_unwind(payload),
-                    });
-                }
-                StateProj::Done => panic!("`WithFuture` polled after completion"),
+        // Straight down, phase by phase: after a transition the next `if let` tests a variant
+        // that was just written, which the optimizer folds away.
+        if let StateProj::Start { .. } = state.as_mut().project() {
+            let StateReplace::Start { manager, body } = state.as_mut().project_replace(State::Done)
+            else {
+                unreachable!()
+            };
+            state.set(State::Enter {
+                future: manager.enter(),
+                body,
+            });
+        }
+        if let StateProj::Enter { future, .. } = state.as_mut().project() {
+            let entered = ready!(future.poll(cx));
+            let StateReplace::Enter { body, .. } = state.as_mut().project_replace(State::Done)
+            else {
+                unreachable!()
+            };
+            let (resource, exit) = match entered {
+                Ok(entered) => entered,
+                Err(error) => return Poll::Ready(Err(Error::Enter(error))),
+            };
+            state.set(State::Body {
+                lend: Lend::new(resource),
+                exit,
+            });
+            let StateProj::Body { lend, .. } = state.as_mut().project() else {
+                unreachable!()
+            };
+            if let Err(payload) = catch(|| lend.start(body)) {
+                exit_after_panic(state.as_mut(), payload);
             }
         }
+        if let StateProj::Body { mut lend, .. } = state.as_mut().project() {
+            let ended = match catch(|| lend.as_mut().poll_body(cx)) {
+                Ok(Poll::Pending) => return Poll::Pending,
+                Ok(Poll::Ready(Ok(value))) => Ended::Ok(value),
+                Ok(Poll::Ready(Err(error))) => Ended::Err(error),
+                #[cfg(feature = "std")]
+                Err(payload) => Ended::Panicked(payload),
+            };
+            start_exit(state.as_mut(), ended);
+        }
+        let StateProj::Exit { future, .. } = state.as_mut().project() else {
+            panic!("`WithFuture` polled after completion")
+        };
+        let exited = ready!(future.poll(cx));
+        let StateReplace::Exit { ended, .. } = state.project_replace(State::Done) else {
+            unreachable!()
+        };
+        Poll::Ready(match (ended, exited) {
+            (Ended::Ok(value), Ok(())) => Ok(value),
+            (Ended::Ok(_), Err(exit)) => Err(Error::Exit(exit)),
+            (Ended::Err(body), Ok(())) => Err(Error::Body(body)),
+            (Ended::Err(body), Err(exit)) => Err(Error::BodyAndExit { body, exit }),
+            #[cfg(feature = "std")]
+            (Ended::Panicked(payload), _) => std::panic::resume_unwind(payload),
+        })
     }
 }
 
