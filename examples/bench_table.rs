@@ -4,6 +4,7 @@
 //! ```sh
 //! cargo run --release --example bench_table                 # the size / allocation table
 //! cargo run --release --example bench_table -- cycles with 1000   # 1000 cycles of scenario (b)
+//! cargo run --release --example bench_table -- cycles with 1000 ready   # of scenario (a)
 //! ```
 
 #[path = "../benches/scenarios/mod.rs"]
@@ -51,11 +52,12 @@ fn row<F: std::future::Future>(scenario: &str, variant: &str, make: impl Fn() ->
     println!("| {scenario} | {variant} | {size} | {allocs} |");
 }
 
-/// Runs `n` cycles of scenario (b) with `variant`; the only function callgrind counts.
+/// Runs `n` cycles of scenario (b) with `variant` (of scenario (a) when `pending` is false);
+/// the only function callgrind counts.
 #[inline(never)]
-fn cycles(variant: &str, n: u64) {
+fn cycles(variant: &str, n: u64, pending: bool) {
     for _ in 0..n {
-        let pending = black_box(true);
+        let pending = black_box(pending);
         match variant {
             "with" => drop(black_box(run(with_future(pending, false)))),
             "async_fn" => drop(black_box(run(async_fn(pending, false)))),
@@ -75,7 +77,8 @@ fn main() {
         let n = args
             .get(2)
             .map_or(1000, |n| n.parse().expect("a number of cycles"));
-        cycles(variant, n);
+        let pending = args.get(3).map(String::as_str) != Some("ready");
+        cycles(variant, n, pending);
         return;
     }
 
