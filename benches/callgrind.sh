@@ -11,7 +11,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 n="${1:-10000}"
 
 cargo build --release --example bench_table >&2
-bin=target/release/examples/bench_table
+bin="${CARGO_TARGET_DIR:-target}/release/examples/bench_table"
 out=$(mktemp -d)
 
 printf '| variant | instructions per cycle |\n|---|---:|\n'
