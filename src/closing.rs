@@ -16,7 +16,7 @@ use crate::outcome::Outcome;
 /// # Examples
 ///
 /// ```
-/// # async_with::__doc_block_on(async {
+/// # futures_executor::block_on(async {
 /// use async_with::{closing, with};
 ///
 /// struct File { buffered: usize }

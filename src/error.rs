@@ -1,5 +1,6 @@
 //! [`Error`]: every failure of one `with`, none lost.
 
+use core::convert::Infallible;
 use core::fmt;
 
 /// The error of a [`WithFuture`](crate::WithFuture): which phases failed, with their errors.
@@ -127,7 +128,7 @@ impl<X, E> Error<X, E> {
     /// unchanged, so an exit failure is never swallowed together with the body's error.
     ///
     /// ```
-    /// # async_with::__doc_block_on(async {
+    /// # futures_executor::block_on(async {
     /// use async_with::{nullcontext, with};
     ///
     /// #[derive(Debug, PartialEq)]
@@ -153,14 +154,52 @@ impl<X, E> Error<X, E> {
     }
 }
 
-impl<X: fmt::Display, E: fmt::Display> fmt::Display for Error<X, E> {
+impl<E> Error<Infallible, E> {
+    /// The body's error, when the manager cannot fail ([`nullcontext`](crate::nullcontext), or
+    /// any manager whose error is [`Infallible`]): then `Body` is the only variant there is.
+    ///
+    /// ```
+    /// # futures_executor::block_on(async {
+    /// use async_with::{nullcontext, with};
+    ///
+    /// #[derive(Debug, PartialEq)]
+    /// struct ParseError;
+    ///
+    /// async fn parse() -> Result<u8, ParseError> {
+    ///     with(nullcontext(*b"7"), async |digits| match digits[0] {
+    ///         d @ b'0'..=b'9' => Ok(d - b'0'),
+    ///         _ => Err(ParseError),
+    ///     })
+    ///     .await
+    ///     .map_err(|e| e.into_body())
+    /// }
+    /// assert_eq!(parse().await, Ok(7));
+    /// # });
+    /// ```
+    pub fn into_body(self) -> E {
+        match self {
+            Error::Body(e) => e,
+            Error::Enter(never) | Error::Exit(never) | Error::BodyAndExit { exit: never, .. } => {
+                match never {}
+            }
+        }
+    }
+}
+
+/// Says which phase failed. The failure itself is [`source`](core::error::Error::source), so
+/// that error reporters (`anyhow`, `eyre`, …) print each message once; only the exit error
+/// after a failed body, which `source` cannot also return, is printed here.
+impl<X: fmt::Display, E> fmt::Display for Error<X, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Enter(x) => write!(f, "enter failed: {x}"),
-            Error::Body(e) => write!(f, "body failed: {e}"),
-            Error::Exit(x) => write!(f, "exit failed: {x}"),
-            Error::BodyAndExit { body, exit } => {
-                write!(f, "body failed: {body}; then exit failed: {exit}")
+            Error::Enter(_) => f.write_str("entering the resource failed"),
+            Error::Body(_) => f.write_str("the body failed"),
+            Error::Exit(_) => f.write_str("exiting the resource failed"),
+            Error::BodyAndExit { exit, .. } => {
+                write!(
+                    f,
+                    "the body failed, and then exiting the resource failed: {exit}"
+                )
             }
         }
     }
@@ -171,8 +210,8 @@ where
     X: core::error::Error + 'static,
     E: core::error::Error + 'static,
 {
-    /// The error this one wraps: the body's when the body failed (also when exit failed after
-    /// it), the manager's otherwise.
+    /// The failure: the body's error when the body failed (also when exit failed after it),
+    /// the manager's otherwise.
     fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
         match self {
             Error::Enter(x) | Error::Exit(x) => Some(x),

@@ -6,13 +6,18 @@
 //! 1. The resource lives in an `UnsafeCell` inside a `!Unpin` type, and a `Lend` is only used
 //!    through `Pin<&mut Lend>`, so the resource does not move while a body future exists.
 //!    (`&mut` to a `!Unpin` type does not claim uniqueness under Stacked or Tree Borrows; that
-//!    is what lets the pin projections above this module coexist with the body's borrow.)
+//!    is what lets the pin projections above this module coexist with the body's borrow. It is
+//!    the same exception the compiler's own async blocks rely on; `core::pin::UnsafePinned`
+//!    will state it explicitly once it is stable.)
 //! 2. While a body future exists, no reference to the resource slot is created here: the
 //!    body's `&mut` is the only way to the resource.
 //! 3. The body future is always dropped before the resource leaves the slot or is dropped
 //!    ([`Lend::take`] and `Drop`), so the borrow it holds never dangles.
-//! 4. The body's output cannot borrow the resource: the caller ([`crate::with`]) requires the
-//!    body for every lifetime `'r`, with `Ok` and `Err` the same for all of them.
+//! 4. The body's output cannot borrow the resource. This one is kept by the only caller,
+//!    not here: [`crate::with`], the only place a `Lend` is created, requires the body for
+//!    every lifetime `'r` with `Ok` and `Err` the same for all of them. (Stating that bound on
+//!    [`Lend::start`] as well makes the trait solver ambiguous between it and the bound at
+//!    `'a`; `pin-project-lite` cannot carry a higher-ranked bound on the state types instead.)
 
 use core::cell::UnsafeCell;
 use core::future::Future;
@@ -45,6 +50,7 @@ impl<R, F: Future> Lend<R, F> {
     ///
     /// `'a` is a lifetime chosen by the caller's type, not the real one: the real borrow lasts
     /// until the future is dropped, which this type guarantees happens first (invariant 3).
+    /// Only [`crate::with`]'s future calls it, under the higher-ranked bound (invariant 4).
     #[inline]
     pub(crate) fn start<'a, B>(self: Pin<&mut Self>, body: B)
     where
@@ -94,11 +100,6 @@ impl<R, F: Future> Lend<R, F> {
         this.resource.get_mut().take()
     }
 }
-
-// SAFETY: a shared `&Lend` gives access to nothing: every method takes `Pin<&mut Self>`. The
-// `UnsafeCell` only makes the auto trait conservative; requiring `R: Sync` and `F: Sync` keeps
-// `WithFuture` exactly as `Sync` as the equivalent `async` block.
-unsafe impl<R: Sync, F: Sync> Sync for Lend<R, F> {}
 
 impl<R, F> Drop for Lend<R, F> {
     fn drop(&mut self) {

@@ -29,21 +29,8 @@ mod with;
 pub use crate::body::Body;
 pub use crate::closing::{Close, Closing, closing};
 pub use crate::error::Error;
-pub use crate::from_fns::{EnterFn, ExitFn, FromFns, from_fns};
+pub use crate::from_fns::{CancelHook, EnterFn, ExitFn, FromFns, OnCancel, from_fns};
 pub use crate::manager::{AsyncEnter, AsyncExit};
 pub use crate::nullcontext::{NoExit, NullContext, nullcontext};
 pub use crate::outcome::{Failure, Outcome, Status};
 pub use crate::with::{WithFuture, with};
-
-/// Runs a future to completion by polling it in a loop with a no-op waker. For this crate's
-/// documentation examples only; not part of the API.
-#[doc(hidden)]
-pub fn __doc_block_on<F: core::future::Future>(future: F) -> F::Output {
-    let mut future = core::pin::pin!(future);
-    let mut cx = core::task::Context::from_waker(core::task::Waker::noop());
-    loop {
-        if let core::task::Poll::Ready(output) = future.as_mut().poll(&mut cx) {
-            return output;
-        }
-    }
-}

@@ -56,7 +56,7 @@ use crate::with::{WithFuture, with};
 ///     }
 /// }
 ///
-/// # async_with::__doc_block_on(async {
+/// # futures_executor::block_on(async {
 /// let seen = Light
 ///     .with(async |brightness: &mut u8| {
 ///         *brightness = 50;
@@ -87,7 +87,7 @@ pub trait AsyncEnter {
     /// Enters `self`, runs `body` with the resource, and exits: the method form of [`with`].
     ///
     /// ```
-    /// # async_with::__doc_block_on(async {
+    /// # futures_executor::block_on(async {
     /// use async_with::{AsyncEnter, nullcontext};
     ///
     /// let n = nullcontext(41).with(async |n| Ok::<_, ()>(*n + 1)).await;
@@ -110,7 +110,8 @@ pub trait AsyncEnter {
 ///
 /// It consumes the resource `R` and releases it, knowing how the body ended (Python's
 /// `__aexit__`). Exactly one of [`exit`](AsyncExit::exit) and [`cancel`](AsyncExit::cancel)
-/// runs for every successful enter: `exit` when the body finished (successfully, with an error,
+/// runs for every successful enter (unless a destructor panics on the way, or the future is
+/// leaked): `exit` when the body finished (successfully, with an error,
 /// or — with the `std` feature — by panicking), `cancel` when the [`WithFuture`] was dropped
 /// while the body was running.
 ///

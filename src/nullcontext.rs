@@ -14,7 +14,7 @@ use crate::outcome::Outcome;
 /// # Examples
 ///
 /// ```
-/// # async_with::__doc_block_on(async {
+/// # futures_executor::block_on(async {
 /// use async_with::{nullcontext, with};
 ///
 /// let doubled = with(nullcontext(21), async |n| Ok::<_, ()>(*n * 2)).await;

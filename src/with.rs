@@ -22,10 +22,14 @@ use crate::outcome::{Failure, Outcome};
 /// returned [`WithFuture`] resolves to `Ok(T)` when enter, body and exit all succeed, and to
 /// an [`Error`] that keeps every failure otherwise.
 ///
+/// `E` must be `Debug + 'static`, because exit may print or downcast it ([`Failure`]). An
+/// error that borrows a local (`&str` into a buffer) has to be mapped to an owned one in the
+/// body.
+///
 /// # Examples
 ///
 /// ```
-/// # async_with::__doc_block_on(async {
+/// # futures_executor::block_on(async {
 /// use async_with::{Status, from_fns, with};
 ///
 /// let log = core::cell::RefCell::new(Vec::new());
@@ -118,14 +122,19 @@ pin_project! {
     ///
     /// A panic in enter or exit, or in the body without `std`, unwinds through `poll` and
     /// leaves the future finished or mid-phase; if it is then dropped mid-body, `cancel` runs
-    /// as for any drop.
+    /// as for any drop. A panic in [`AsyncEnter::enter`] or [`AsyncExit::exit`] themselves
+    /// (not their futures) leaves it finished: `is_terminated` is true, and another poll
+    /// panics as after completion. If the body panics and its future's destructor panics too,
+    /// that second panic escapes `poll` before exit can run; dropping the future then runs
+    /// `cancel`.
     ///
     /// # Auto traits
     ///
     /// `Send` when the manager, the exit handle, the resource, the body and its future, and
-    /// the outputs are; it never requires `Sync` of them. Without the `std` feature it is also
-    /// `Sync` when all of them are, as an `async` block would be (with `std` it may hold a
-    /// caught panic's payload, which is only `Send`).
+    /// the enter, body and exit futures, and the outputs are; it never requires `Sync` of them.
+    /// It is never `Sync` itself: nothing needs a shared reference to a future, and this way
+    /// the auto trait does not change when some crate in the build turns on `std` (whose
+    /// caught panic payload is only `Send`).
     ///
     /// It is `!Unpin`: the body's future borrows the resource stored inside this future, so it
     /// must not move once polled. Pin it (`core::pin::pin!`, `Box::pin`) or `.await` it, as

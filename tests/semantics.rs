@@ -763,27 +763,41 @@ fn s5_display_and_source_mention_every_failure() {
     }
     impl std::error::Error for E {}
 
+    /// What an error reporter prints: each error of the chain, joined.
+    fn chain(error: &dyn std::error::Error) -> String {
+        let mut text = error.to_string();
+        let mut next = error.source();
+        while let Some(source) = next {
+            text = format!("{text}: {source}");
+            next = source.source();
+        }
+        text
+    }
+
+    // Both failures reach the reader, each once: the exit error in `Display` (it cannot also
+    // be the source), the body's error as the source.
     let both: Error<E, E> = Error::BodyAndExit {
         body: E("parse"),
         exit: E("rollback"),
     };
-    let text = both.to_string();
-    assert!(
-        text.contains("parse") && text.contains("rollback"),
-        "{text}"
-    );
+    let text = chain(&both);
+    assert_eq!(text.matches("parse").count(), 1, "{text}");
+    assert_eq!(text.matches("rollback").count(), 1, "{text}");
     assert_eq!(both.source().unwrap().to_string(), "parse");
 
+    // A single failure is the source, and `Display` names the phase without repeating it.
     let exit: Error<E, E> = Error::Exit(E("flush"));
-    assert!(exit.to_string().contains("flush"));
+    assert!(!exit.to_string().contains("flush"));
     assert_eq!(exit.source().unwrap().to_string(), "flush");
+    assert_eq!(chain(&exit).matches("flush").count(), 1);
 
     let enter: Error<E, E> = Error::Enter(E("absent"));
-    assert!(enter.to_string().contains("absent"));
-    assert_ne!(
-        enter.to_string(),
-        exit.to_string().replace("flush", "absent")
-    );
+    assert_eq!(enter.source().unwrap().to_string(), "absent");
+    assert_ne!(enter.to_string(), exit.to_string(), "the phase is named");
+
+    let body: Error<E, E> = Error::Body(E("bad input"));
+    assert_eq!(body.source().unwrap().to_string(), "bad input");
+    assert_ne!(body.to_string(), enter.to_string());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -991,6 +1005,55 @@ fn s7_drop_during_body_default_cancel_drops_resource() {
     }
     assert_eq!(log.events(), [BodyDrop, ResourceDrop(4)]);
     assert!(!exit_called.get());
+}
+
+#[test]
+fn s7_drop_during_body_from_fns_on_cancel_hook() {
+    // `from_fns(..).on_cancel(..)`: the hook gets the live resource, once, after the body
+    // future was dropped; the exit closure never runs.
+    let log = Log::new();
+    let exit_called = Cell::new(false);
+    let cancels = Cell::new(0);
+    let enter_log = log.clone();
+    let body_log = log.clone();
+    let hook_log = log.clone();
+    {
+        let manager = from_fns(
+            async move || Ok::<_, Fail>(Res::new(&enter_log, 3)),
+            async |_res: Res, _status: Status| {
+                exit_called.set(true);
+                Ok(())
+            },
+        )
+        .on_cancel(|res: Res| {
+            cancels.set(cancels.get() + 1);
+            hook_log.push(Cancel(res.value));
+            assert_eq!(res.value, 4, "the hook sees what the body did");
+        });
+        let mut future = pin!(with(manager, async move |res| {
+            let _guard = body_log.on_drop(BodyDrop);
+            res.value += 1;
+            Yield::new(10).await;
+            Ok::<_, BodyError>(())
+        }));
+        Harness::new().poll_pending(future.as_mut(), 2);
+    }
+    assert_eq!(log.events(), [BodyDrop, Cancel(4), ResourceDrop(4)]);
+    assert_eq!(cancels.get(), 1);
+    assert!(!exit_called.get());
+}
+
+#[test]
+fn s15_from_fns_on_cancel_does_not_run_after_completion() {
+    let cancels = Cell::new(0);
+    let manager = from_fns(
+        async || Ok::<_, Fail>(1_u32),
+        async |_n: u32, _status: Status| Ok(()),
+    )
+    .on_cancel(|_n: u32| cancels.set(cancels.get() + 1));
+    let (out, _) = support::run(with(manager, async |n| Ok::<_, BodyError>(*n + 1)));
+    assert_eq!(out, Ok(2));
+    assert_eq!(cancels.get(), 0);
 }
 
 #[test]
