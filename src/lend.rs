@@ -61,10 +61,9 @@ impl<R, F: Future> Lend<R, F> {
         // pinned value is moved; the resource is reached through the cell, not moved.
         let this = unsafe { self.get_unchecked_mut() };
         assert!(this.future.is_none(), "a body was started twice");
-        // SAFETY: no body future exists yet, so no other reference to the slot is alive
-        // (invariant 2). The slot is pinned (invariant 1) and the future created here is
-        // dropped before the resource leaves it (invariant 3), so `&'a mut R` stays valid for
-        // as long as anything can use it.
+        // The slot is pinned (invariant 1) and the future created here is dropped before the
+        // resource leaves it (invariant 3): `&'a mut R` stays valid while anything can use it.
+        // SAFETY: no body future exists yet, so no other reference to the slot is alive (2).
         let resource: &'a mut R = unsafe { &mut *this.resource.get() }
             .as_mut()
             .expect("a body was started after the resource was taken");
