@@ -235,7 +235,7 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut state = self.project().state;
         // Straight down, phase by phase: after a transition the next `if let` tests a variant
-        // that was just written, which the optimizer folds away.
+        // that was just written, which the optimizer can fold away.
         if let StateProj::Start { .. } = state.as_mut().project() {
             let StateReplace::Start { manager, body } = state.as_mut().project_replace(State::Done)
             else {
