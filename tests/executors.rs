@@ -251,11 +251,8 @@ fn tokio_current_thread() {
     check(|fut| rt.block_on(fut));
 }
 
-#[test]
-fn tokio_current_thread_spawned() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
+/// The scenario with each run spawned as its own task on `rt`.
+fn check_spawned(rt: &tokio::runtime::Runtime) {
     let log = Log::default();
     let (ok, err, cancelled) = rt.block_on(async {
         let ok = tokio::spawn(scenario(&log, false)).await.unwrap();
@@ -267,6 +264,14 @@ fn tokio_current_thread_spawned() {
     assert_eq!(err, Err(Error::Body("sensor timeout")));
     assert!(cancelled);
     check_trace(&log);
+}
+
+#[test]
+fn tokio_current_thread_spawned() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    check_spawned(&rt);
 }
 
 #[cfg(not(miri))]
@@ -286,17 +291,7 @@ fn tokio_multi_thread_spawned() {
         .worker_threads(2)
         .build()
         .unwrap();
-    let log = Log::default();
-    let (ok, err, cancelled) = rt.block_on(async {
-        let ok = tokio::spawn(scenario(&log, false)).await.unwrap();
-        let err = tokio::spawn(scenario(&log, true)).await.unwrap();
-        let cancelled = tokio::spawn(cancelled_scenario(&log)).await.unwrap();
-        (ok, err, cancelled)
-    });
-    assert_eq!(ok, Ok(42));
-    assert_eq!(err, Err(Error::Body("sensor timeout")));
-    assert!(cancelled);
-    check_trace(&log);
+    check_spawned(&rt);
 }
 
 // smol's reactor (epoll) is outside what Miri runs.

@@ -191,23 +191,31 @@ fn the_counter_sees_allocations() {
     assert_eq!(n, 1, "the body's own `Box` is counted");
 }
 
-#[test]
-fn hand_written_manager_body_succeeds() {
-    let trace = Trace::new();
-    let ((out, polls), n) = allocations_in(|| {
+type SensorOutput = Result<u32, Error<&'static str, &'static str>>;
+
+/// One cycle of the hand-written manager whose phases each return `Pending` once; the body
+/// fails when `fail`. Returns the output, the polls, and the allocations made.
+fn sensor_cycle(trace: &Trace, fail: bool) -> ((SensorOutput, usize), usize) {
+    allocations_in(|| {
         poll_to_end(with(
             Sensor {
-                trace: &trace,
+                trace,
                 exit_fails: false,
             },
             async |r| {
                 yield_once().await;
                 *r += 1;
                 trace.push("body");
-                Ok::<_, &str>(*r * 2)
+                if fail { Err("bad reading") } else { Ok(*r * 2) }
             },
         ))
-    });
+    })
+}
+
+#[test]
+fn hand_written_manager_body_succeeds() {
+    let trace = Trace::new();
+    let ((out, polls), n) = sensor_cycle(&trace, false);
     assert_eq!(n, 0, "allocations per cycle");
     assert_eq!(out, Ok(82));
     // One `Pending` per phase, then `Ready`.
@@ -218,20 +226,7 @@ fn hand_written_manager_body_succeeds() {
 #[test]
 fn hand_written_manager_body_fails() {
     let trace = Trace::new();
-    let ((out, polls), n) = allocations_in(|| {
-        poll_to_end(with(
-            Sensor {
-                trace: &trace,
-                exit_fails: false,
-            },
-            async |r| {
-                yield_once().await;
-                *r += 1;
-                trace.push("body");
-                Err::<u32, _>("bad reading")
-            },
-        ))
-    });
+    let ((out, polls), n) = sensor_cycle(&trace, true);
     assert_eq!(n, 0, "allocations per cycle");
     assert_eq!(out, Err(Error::Body("bad reading")));
     assert_eq!(polls, 4);

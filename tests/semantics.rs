@@ -1155,16 +1155,23 @@ fn s8_poll_after_ready_runs_nothing_again() {
     assert_eq!(log.events(), before);
 }
 
-#[test]
-fn s8_is_terminated() {
-    let log = Log::new();
-    let mut future = pin!(with(
-        Scripted::new(&log).enter_pending(1).exit_pending(1),
+/// A `with` whose enter, body and exit each return `Pending` once, then succeed.
+fn each_phase_pending_once(
+    log: &Log,
+) -> impl FusedFuture<Output = Result<(), Error<&'static str, BodyError>>> + std::fmt::Debug + '_ {
+    with(
+        Scripted::new(log).enter_pending(1).exit_pending(1),
         async |_res| {
             Yield::new(1).await;
             Ok::<_, BodyError>(())
-        }
-    ));
+        },
+    )
+}
+
+#[test]
+fn s8_is_terminated() {
+    let log = Log::new();
+    let mut future = pin!(each_phase_pending_once(&log));
     let mut h = Harness::new();
     assert!(!future.is_terminated(), "before the first poll");
     for phase in ["enter", "body", "exit"] {
@@ -1187,13 +1194,7 @@ fn s8_is_terminated() {
 #[test]
 fn s8_debug_shows_the_phase() {
     let log = Log::new();
-    let mut future = pin!(with(
-        Scripted::new(&log).enter_pending(1).exit_pending(1),
-        async |_res| {
-            Yield::new(1).await;
-            Ok::<_, BodyError>(())
-        }
-    ));
+    let mut future = pin!(each_phase_pending_once(&log));
     let mut h = Harness::new();
     let phase = |f: &dyn std::fmt::Debug| format!("{f:?}");
     assert!(phase(&future).contains("Start"));
