@@ -2,15 +2,17 @@
 
 use core::future::Future;
 
+use crate::output::BodyOutput;
+
 mod sealed {
     pub trait Sealed<'r, R, Bound> {}
 }
 
-/// A body: a closure that borrows the resource as `&'r mut R` and returns a future of
-/// `Result<Ok, Err>`.
+/// A body: a closure that borrows the resource as `&'r mut R` and returns a future of a
+/// [`BodyOutput`] (`Result<Ok, Err>`, `()` or [`Value<Ok>`](crate::Value)).
 ///
 /// You never implement this trait: it is implemented for every
-/// `FnOnce(&'r mut R) -> impl Future<Output = Result<T, E>>`, which includes async closures
+/// `FnOnce(&'r mut R) -> impl Future<Output = impl BodyOutput>`, which includes async closures
 /// (`async |r| { .. }`) and `async fn` items taking `&mut R`. It exists because the future of an
 /// async closure cannot be named on stable Rust, and [`WithFuture`](crate::WithFuture) has to
 /// store it.
@@ -34,26 +36,26 @@ pub trait Body<'r, R, Bound = &'r R>: sealed::Sealed<'r, R, Bound> {
     /// What the body returns on failure.
     type Err;
     /// The body's future, borrowing the resource for `'r`.
-    type Future: Future<Output = Result<Self::Ok, Self::Err>>;
+    type Future: Future<Output: BodyOutput<Ok = Self::Ok, Err = Self::Err>>;
 
     /// Calls the body with the resource.
     fn call(self, resource: &'r mut R) -> Self::Future;
 }
 
-impl<'r, R, F, Fut, T, E> sealed::Sealed<'r, R, &'r R> for F
+impl<'r, R, F, Fut> sealed::Sealed<'r, R, &'r R> for F
 where
     F: FnOnce(&'r mut R) -> Fut,
-    Fut: Future<Output = Result<T, E>>,
+    Fut: Future<Output: BodyOutput>,
 {
 }
 
-impl<'r, R, F, Fut, T, E> Body<'r, R> for F
+impl<'r, R, F, Fut> Body<'r, R> for F
 where
     F: FnOnce(&'r mut R) -> Fut,
-    Fut: Future<Output = Result<T, E>>,
+    Fut: Future<Output: BodyOutput>,
 {
-    type Ok = T;
-    type Err = E;
+    type Ok = <Fut::Output as BodyOutput>::Ok;
+    type Err = <Fut::Output as BodyOutput>::Err;
     type Future = Fut;
 
     fn call(self, resource: &'r mut R) -> Fut {

@@ -186,6 +186,31 @@ impl<E> Error<Infallible, E> {
     }
 }
 
+impl<X> Error<X, Infallible> {
+    /// The manager's error, when the body cannot fail (it returns `()` or
+    /// [`Value`](crate::Value), or its error type is [`Infallible`]): then `Enter` and `Exit`
+    /// are the only variants there are.
+    ///
+    /// ```
+    /// # futures_executor::block_on(async {
+    /// use async_with::{Status, from_fns, with};
+    ///
+    /// #[derive(Debug, PartialEq)]
+    /// struct Busy;
+    ///
+    /// let lock = from_fns(async || Err::<u8, _>(Busy), async |_: u8, _: Status| Ok(()));
+    /// let result = with(lock, async |n| *n += 1).await.map_err(|e| e.into_manager());
+    /// assert_eq!(result, Err(Busy));
+    /// # });
+    /// ```
+    pub fn into_manager(self) -> X {
+        match self {
+            Error::Enter(x) | Error::Exit(x) => x,
+            Error::Body(never) | Error::BodyAndExit { body: never, .. } => match never {},
+        }
+    }
+}
+
 /// Says which phase failed. The failure itself is [`source`](core::error::Error::source), so
 /// that error reporters (`anyhow`, `eyre`, …) print each message once; only the exit error
 /// after a failed body, which `source` cannot also return, is printed here.

@@ -24,6 +24,8 @@ mod lend;
 mod manager;
 mod nullcontext;
 mod outcome;
+mod output;
+mod send_manager;
 mod with;
 
 pub use crate::body::Body;
@@ -33,4 +35,10 @@ pub use crate::from_fns::{CancelHook, EnterFn, ExitFn, FromFns, OnCancel, from_f
 pub use crate::manager::{AsyncEnter, AsyncExit};
 pub use crate::nullcontext::{NoExit, NullContext, nullcontext};
 pub use crate::outcome::{Failure, Outcome, Status};
+pub use crate::output::{BodyOutput, Value};
+pub use crate::send_manager::SendManager;
 pub use crate::with::{WithFuture, with};
+
+/// Re-exported from `futures-core`, so that `is_terminated` can be called without adding that
+/// crate: `use async_with::FusedFuture;`.
+pub use futures_core::FusedFuture;

@@ -5,6 +5,7 @@ use core::future::Future;
 
 use crate::body::Body;
 use crate::outcome::Outcome;
+use crate::output::BodyOutput;
 use crate::with::{WithFuture, with};
 
 /// An asynchronous context manager: something that can be entered.
@@ -94,11 +95,12 @@ pub trait AsyncEnter {
     /// assert_eq!(n, Ok(42));
     /// # });
     /// ```
-    fn with<'a, B, T, E>(self, body: B) -> WithFuture<'a, Self, B>
+    fn with<'a, B, O, T, E>(self, body: B) -> WithFuture<'a, Self, B>
     where
         Self: Sized,
         Self::Resource: 'a,
-        B: AsyncFnOnce(&mut Self::Resource) -> Result<T, E>,
+        B: AsyncFnOnce(&mut Self::Resource) -> O,
+        O: BodyOutput<Ok = T, Err = E>,
         B: for<'r> Body<'r, Self::Resource, Ok = T, Err = E>,
         E: Debug + 'static,
     {

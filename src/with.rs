@@ -14,6 +14,7 @@ use crate::error::Error;
 use crate::lend::Lend;
 use crate::manager::{AsyncEnter, AsyncExit};
 use crate::outcome::{Failure, Outcome};
+use crate::output::BodyOutput;
 
 /// Enters `manager`, runs `body` with `&mut` to the resource, then exits — Python's
 /// `async with manager as resource: body`.
@@ -55,11 +56,12 @@ use crate::outcome::{Failure, Outcome};
 /// assert_eq!(*log.borrow(), ["open", "close"]);
 /// # });
 /// ```
-pub fn with<'a, M, B, T, E>(manager: M, body: B) -> WithFuture<'a, M, B>
+pub fn with<'a, M, B, O, T, E>(manager: M, body: B) -> WithFuture<'a, M, B>
 where
     M: AsyncEnter,
     M::Resource: 'a,
-    B: AsyncFnOnce(&mut M::Resource) -> Result<T, E>,
+    B: AsyncFnOnce(&mut M::Resource) -> O,
+    O: BodyOutput<Ok = T, Err = E>,
     B: for<'r> Body<'r, M::Resource, Ok = T, Err = E>,
     E: fmt::Debug + 'static,
 {
@@ -270,8 +272,10 @@ where
         if let StateProj::Body { mut lend, .. } = state.as_mut().project() {
             let ended = match catch(|| lend.as_mut().poll_body(cx)) {
                 Ok(Poll::Pending) => return Poll::Pending,
-                Ok(Poll::Ready(Ok(value))) => Ended::Ok(value),
-                Ok(Poll::Ready(Err(error))) => Ended::Err(error),
+                Ok(Poll::Ready(output)) => match output.into_result() {
+                    Ok(value) => Ended::Ok(value),
+                    Err(error) => Ended::Err(error),
+                },
                 #[cfg(feature = "std")]
                 Err(payload) => Ended::Panicked(payload),
             };
