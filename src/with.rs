@@ -19,19 +19,23 @@ use crate::output::BodyOutput;
 /// Enters `manager`, runs `body` with `&mut` to the resource, then exits — Python's
 /// `async with manager as resource: body`.
 ///
-/// The body is an async closure, `async |resource| { .. }`, returning `Result<T, E>`. The
-/// returned [`WithFuture`] resolves to `Ok(T)` when enter, body and exit all succeed, and to
-/// an [`Error`] that keeps every failure otherwise.
+/// The body is an async closure, `async |resource| { .. }`, or an `async fn` taking
+/// `&mut Resource`. It returns one of three things ([`BodyOutput`]):
 ///
-/// `E` must be `Debug + 'static`, because exit may print or downcast it ([`Failure`]). An
-/// error that borrows a local (`&str` into a buffer) has to be mapped to an owned one in the
-/// body.
+/// | the body returns | meaning | `with` resolves to |
+/// |---|---|---|
+/// | `Result<T, E>` | it may fail | `Result<T, Error<X, E>>` |
+/// | `()` | it cannot fail and has nothing to return | `Result<(), Error<X, Infallible>>` |
+/// | [`Value(t)`](crate::Value) | it cannot fail and returns `t` | `Result<T, Error<X, Infallible>>` |
+///
+/// where `X` is the manager's error. The returned [`WithFuture`] resolves to `Ok` when enter,
+/// body and exit all succeed, and to an [`Error`] that keeps every failure otherwise.
 ///
 /// # Examples
 ///
 /// ```
 /// # futures_executor::block_on(async {
-/// use async_with::{Status, from_fns, with};
+/// use async_with::{Status, Value, from_fns, with};
 ///
 /// let log = core::cell::RefCell::new(Vec::new());
 /// let door = from_fns(
@@ -48,12 +52,152 @@ use crate::output::BodyOutput;
 ///
 /// let counted = with(door, async |visitors| {
 ///     *visitors += 2;
-///     Ok::<_, ()>(*visitors)
+///     Value(*visitors) // counting cannot fail
 /// })
 /// .await;
 ///
 /// assert_eq!(counted, Ok(2));
 /// assert_eq!(*log.borrow(), ["open", "close"]);
+/// # });
+/// ```
+///
+/// ## A body that cannot fail
+///
+/// Return `()` or [`Value`](crate::Value): no `Ok(..)`, no error type to name. The body's
+/// side of [`Error`] is then [`Infallible`](core::convert::Infallible), so only the manager
+/// can fail: [`Error::into_manager`] takes its error out in one call. If the manager cannot
+/// fail either ([`nullcontext`](crate::nullcontext)), `Err` has no value at all and
+/// `let Ok(v) = ..` is irrefutable.
+///
+/// ```
+/// # futures_executor::block_on(async {
+/// use async_with::{Error, Status, Value, from_fns, nullcontext, with};
+///
+/// #[derive(Debug, PartialEq)]
+/// struct Busy;
+///
+/// // A lock that may be busy; the body only increments.
+/// let lock = from_fns(async || Ok::<_, Busy>(0_u32), async |_n: u32, _: Status| Ok(()));
+/// let result: Result<(), Busy> = with(lock, async |n| *n += 1)
+///     .await
+///     .map_err(Error::into_manager);
+/// assert_eq!(result, Ok(()));
+///
+/// // Neither side can fail: no `match`, no `unwrap`.
+/// let Ok(sum) = with(nullcontext([1, 2, 3]), async |xs| Value(xs.iter().sum::<i32>())).await;
+/// assert_eq!(sum, 6);
+/// # });
+/// ```
+///
+/// ## `?` in the body
+///
+/// Give the closure its return type: `async |r| -> Result<T, E> { .. }` (the braces are then
+/// required). An async closure's return type is inferred from its body, and neither `?` nor a
+/// final `Ok(v)` says what `E` is: `?` converts its error with `From` into whatever `E` turns
+/// out to be, and `Ok(v)` fits every `E`. Without the annotation the compiler stops with
+/// "type annotations needed" (E0283). The same holds for `?` in any closure; a
+/// turbofish on the final `Ok::<_, E>(v)` works too, and so does a surrounding function whose
+/// return type fixes `E`.
+///
+/// ```
+/// # futures_executor::block_on(async {
+/// use async_with::{Error, nullcontext, with};
+///
+/// #[derive(Debug, PartialEq)]
+/// struct NotADigit(u8);
+///
+/// async fn digit(byte: u8) -> Result<u8, NotADigit> {
+///     if byte.is_ascii_digit() { Ok(byte - b'0') } else { Err(NotADigit(byte)) }
+/// }
+///
+/// let parsed = with(nullcontext(*b"4x"), async |bytes| -> Result<u8, NotADigit> {
+///     let tens = digit(bytes[0]).await?;
+///     let ones = digit(bytes[1]).await?;
+///     Ok(tens * 10 + ones)
+/// })
+/// .await;
+/// assert_eq!(parsed, Err(Error::Body(NotADigit(b'x'))));
+/// # });
+/// ```
+///
+/// ## Generic code: the bounds a driver writes
+///
+/// The body's error must be `Debug + 'static`: exit receives it lent as a [`Failure`], which
+/// prints it with `{:?}` and can downcast it to its type, and downcasting (`Any`) works only
+/// for `'static` types. An error that borrows a local (`&str` into a buffer) has to be mapped
+/// to an owned one inside the body.
+///
+/// In a generic driver the error is an associated type, and the compiler does not assume it
+/// is `'static`: without the bound, `with` fails with E0310 ("the associated type
+/// `<BUS as ErrorType>::Error` may not live long enough"). Write the bound on the associated
+/// type: `BUS::Error: 'static`. `Debug` usually comes with the trait already (embedded-hal's
+/// `ErrorType::Error: Error`, which implies `Debug`). The manager's error needs neither bound.
+///
+/// A chip-select transaction on an embedded-hal-style bus (the traits are declared here to
+/// keep the example self-contained; embedded-hal-async's have the same shape):
+///
+/// ```
+/// use core::fmt::Debug;
+/// use async_with::{AsyncEnter, Error, Status, from_fns, with};
+///
+/// trait ErrorType {
+///     type Error: Debug;
+/// }
+///
+/// trait Bus: ErrorType {
+///     async fn select(&mut self) -> Result<(), Self::Error>;
+///     async fn transfer(&mut self, byte: u8) -> Result<u8, Self::Error>;
+///     async fn deselect(&mut self) -> Result<(), Self::Error>;
+/// }
+///
+/// /// The bus with the chip selected for the duration of a body.
+/// fn selected<BUS: Bus>(bus: &mut BUS) -> impl AsyncEnter<Resource = &mut BUS, Error = BUS::Error> {
+///     from_fns(
+///         async move || {
+///             bus.select().await?;
+///             Ok(bus)
+///         },
+///         async |bus: &mut BUS, _status: Status| bus.deselect().await,
+///     )
+/// }
+///
+/// /// A generic driver: `BUS::Error: 'static` is the one bound `with` adds.
+/// async fn read_register<BUS>(bus: &mut BUS, register: u8) -> Result<u8, BUS::Error>
+/// where
+///     BUS: Bus,
+///     BUS::Error: 'static,
+/// {
+///     with(selected(bus), async |bus| -> Result<u8, BUS::Error> {
+///         bus.transfer(register).await?;
+///         bus.transfer(0).await
+///     })
+///     .await
+///     .map_err(Error::collapse) // one error type on both sides: the body's if both failed
+/// }
+///
+/// // A bus that echoes what it was sent one transfer later.
+/// #[derive(Debug, PartialEq)]
+/// struct Nak;
+///
+/// struct Echo { last: u8, selected: bool }
+///
+/// impl ErrorType for Echo {
+///     type Error = Nak;
+/// }
+///
+/// impl Bus for Echo {
+///     async fn select(&mut self) -> Result<(), Nak> { self.selected = true; Ok(()) }
+///     async fn transfer(&mut self, byte: u8) -> Result<u8, Nak> {
+///         if !self.selected { return Err(Nak) }
+///         Ok(core::mem::replace(&mut self.last, byte))
+///     }
+///     async fn deselect(&mut self) -> Result<(), Nak> { self.selected = false; Ok(()) }
+/// }
+///
+/// # futures_executor::block_on(async {
+/// let mut bus = Echo { last: 0, selected: false };
+/// assert_eq!(read_register(&mut bus, 0x0f).await, Ok(0x0f));
+/// assert!(!bus.selected, "exit deselected the chip");
 /// # });
 /// ```
 pub fn with<'a, M, B, O, T, E>(manager: M, body: B) -> WithFuture<'a, M, B>
@@ -73,16 +217,21 @@ where
 pin_project! {
     /// Future for [`with`] and [`AsyncEnter::with`]: enter, then body, then exit.
     ///
-    /// It resolves to `Result<T, Error<M::Error, E>>` where the body returns `Result<T, E>`:
+    /// It resolves to `Result<T, Error<M::Error, E>>` where the body returns `Result<T, E>`.
+    /// A body returning `()` or [`Value(t)`](crate::Value) counts as `Ok(())` or `Ok(t)` with
+    /// `E` = [`Infallible`](core::convert::Infallible): the rows with `Err(e)` cannot happen,
+    /// and exit sees [`Outcome::Success`] (or [`Outcome::Panicked`]).
     ///
     /// | enter | body | exit | output |
     /// |---|---|---|---|
     /// | `Err(x)` | not run | not run | `Err(Error::Enter(x))` |
-    /// | `Ok` | `Ok(t)` | `Ok` | `Ok(t)` |
-    /// | `Ok` | `Ok(t)` | `Err(x)` | `Err(Error::Exit(x))` (`t` is dropped) |
+    /// | `Ok` | `Ok(t)`, `()` or `Value(t)` | `Ok` | `Ok(t)` (`Ok(())` for `()`) |
+    /// | `Ok` | `Ok(t)`, `()` or `Value(t)` | `Err(x)` | `Err(Error::Exit(x))` (`t` is dropped) |
     /// | `Ok` | `Err(e)` | `Ok` | `Err(Error::Body(e))` |
     /// | `Ok` | `Err(e)` | `Err(x)` | `Err(Error::BodyAndExit { body: e, exit: x })` |
     /// | `Ok` | panics (`std`) | runs with [`Outcome::Panicked`] | the panic resumes |
+    /// | `Ok` | panics (no `std`) | not run; `cancel` if the future is then dropped | the panic unwinds through `poll` |
+    /// | `Ok` | future dropped mid-body | not run; [`AsyncExit::cancel`] runs | none (cancelled) |
     ///
     /// Each phase's future is dropped as soon as it completes, before the next phase starts,
     /// and the body's future is always dropped before the resource it borrows. Nothing happens
@@ -112,6 +261,137 @@ pin_project! {
     /// Not even `cancel` runs if the future is leaked (`mem::forget`, a reference cycle, a task
     /// that is never dropped): no Rust type can promise cleanup then.
     ///
+    // One block comment, not `///` lines: pin-project-lite parses each attribute with one
+    // step of recursion, and a `///` line per line of these examples would exceed its limit.
+    /**
+    # Examples
+
+    Most code just `.await`s it. The type has a name, though, so it can be kept in a struct,
+    returned from a trait method, and passed through generic code; it is a
+    [`FusedFuture`], re-exported as `async_with::FusedFuture`, so `is_terminated` needs no
+    other crate.
+
+    The body's type is a closure's, which has no name. Where it has to be written, write it
+    as a type parameter `B` or as `impl for<'r> Body<'r, R, Ok = T, Err = E>` (see
+    [`Body`](crate::Body) for why not `impl AsyncFnOnce(&mut R) -> ..`).
+
+    A struct field: the struct takes the manager and body as parameters, with the bounds
+    `WithFuture` itself has.
+
+    ```
+    # futures_executor::block_on(async {
+    use async_with::{AsyncEnter, Body, Value, WithFuture, nullcontext, with};
+
+    /// A unit of work queued for later, with its label.
+    struct Job<'a, M, B>
+    where
+        M: AsyncEnter,
+        M::Resource: 'a,
+        B: Body<'a, M::Resource>,
+    {
+        label: &'static str,
+        run: WithFuture<'a, M, B>,
+    }
+
+    let job = Job {
+        label: "double",
+        run: with(nullcontext(21), async |n| Value(*n * 2)),
+    };
+    assert_eq!(job.label, "double");
+    let Ok(n) = job.run.await;
+    assert_eq!(n, 42);
+    # });
+    ```
+
+    A trait method: both the manager and the body are `impl Trait` in the return type, so
+    the caller still gets a `WithFuture` (and can call `is_terminated`). Returning
+    `impl Future<Output = ..>` works too, if callers only `.await` it.
+
+    ```
+    use core::convert::Infallible;
+    use core::pin::pin;
+    use async_with::{AsyncEnter, Body, FusedFuture, Status, Value, WithFuture, from_fns, with};
+
+    #[derive(Debug, PartialEq)]
+    struct Fault;
+
+    trait Gauge {
+        /// Reads the gauge, in tenths.
+        fn measure(&self) -> WithFuture<
+            '_,
+            impl AsyncEnter<Resource = u32, Error = Fault>,
+            impl for<'r> Body<'r, u32, Ok = u32, Err = Infallible>,
+        >;
+    }
+
+    struct Tank { level: u32 }
+
+    impl Gauge for Tank {
+        fn measure(&self) -> WithFuture<
+            '_,
+            impl AsyncEnter<Resource = u32, Error = Fault>,
+            impl for<'r> Body<'r, u32, Ok = u32, Err = Infallible>,
+        > {
+            let gauge = from_fns(async || Ok(self.level), async |_: u32, _: Status| Ok(()));
+            with(gauge, async |level| Value(*level * 10))
+        }
+    }
+
+    # futures_executor::block_on(async {
+    let tank = Tank { level: 7 };
+    let mut reading = pin!(tank.measure());
+    assert!(!reading.is_terminated());
+    assert_eq!(reading.as_mut().await, Ok(70));
+    assert!(reading.is_terminated());
+    # });
+    ```
+
+    A generic function that runs the caller's body inside its own manager: it repeats the
+    bounds of [`with`]. The `AsyncFnOnce` bound is there for the caller's sake: it lets
+    the compiler infer the closure's argument type, so `async |n| ..` needs no annotation.
+
+    ```
+    use core::cell::RefCell;
+    use core::convert::Infallible;
+    use core::fmt::Debug;
+    use async_with::{AsyncEnter, Body, BodyOutput, Status, WithFuture, from_fns, with};
+
+    /// Runs `body` with a counter starting at zero, and logs the count on exit.
+    fn counting<'a, B, O, T, E>(
+        log: &'a RefCell<Vec<u32>>,
+        body: B,
+    ) -> WithFuture<'a, impl AsyncEnter<Resource = u32, Error = Infallible> + 'a, B>
+    where
+        B: AsyncFnOnce(&mut u32) -> O,
+        O: BodyOutput<Ok = T, Err = E>,
+        B: for<'r> Body<'r, u32, Ok = T, Err = E>,
+        E: Debug + 'static,
+    {
+        let counter = from_fns(async || Ok(0), async |count: u32, _status: Status| {
+            log.borrow_mut().push(count);
+            Ok(())
+        });
+        with(counter, body)
+    }
+
+    # futures_executor::block_on(async {
+    let log = RefCell::new(Vec::new());
+    let Ok(()) = counting(&log, async |n| *n += 3).await.map_err(|e| e.into_body());
+    let failed = counting(&log, async |n| -> Result<(), &'static str> {
+        *n += 1;
+        Err("out of range")
+    })
+    .await;
+    assert!(failed.is_err());
+    assert_eq!(*log.borrow(), [3, 1]);
+    # });
+    ```
+
+    Do not add `B: Body<'a, R>` next to `B: for<'r> Body<'r, R, ..>` on such a function:
+    the compiler then cannot choose between the two (E0283). The higher-ranked bound
+    already covers `'a`.
+
+    */
     /// # Panics
     ///
     /// Polling again after it returned `Ready` panics.
