@@ -25,6 +25,49 @@ mod sealed {
 /// range only over lifetimes `'r` that `R` outlives, so that resources with lifetimes of their
 /// own (a driver borrowing a bus) work.
 ///
+/// # Naming a body: `impl for<'r> Body<'r, R, ..>`, not `impl AsyncFnOnce`
+///
+/// To name a [`WithFuture`](crate::WithFuture) whose body is a closure, in a return type or a
+/// bound, write the body as `impl for<'r> Body<'r, R, Ok = T, Err = E>`:
+///
+/// ```
+/// use core::convert::Infallible;
+/// use async_with::{Body, NullContext, Value, WithFuture, nullcontext, with};
+///
+/// /// Counts the set bits of `word`, inside a `with`.
+/// fn popcount(
+///     word: u32,
+/// ) -> WithFuture<'static, NullContext<u32>, impl for<'r> Body<'r, u32, Ok = u32, Err = Infallible>>
+/// {
+///     with(nullcontext(word), async |w| Value(w.count_ones()))
+/// }
+///
+/// # futures_executor::block_on(async {
+/// let Ok(bits) = popcount(0b1011).await;
+/// assert_eq!(bits, 3);
+/// # });
+/// ```
+///
+/// `impl AsyncFnOnce(&mut u32) -> Value<u32>` in that place is refused (E0277, "expected a
+/// `FnOnce(&mut u32)` closure"). `WithFuture` stores the body's future, so its type must name
+/// that future; an `AsyncFnOnce`'s future cannot be named on stable Rust, which is why
+/// `WithFuture` asks for `Body`, whose [`Future`](Body::Future) names it. An opaque
+/// `impl AsyncFnOnce(..)` promises only `AsyncFnOnce`, so the compiler cannot see that it is a
+/// `Body` too:
+///
+/// ```compile_fail,E0277
+/// # use async_with::{NullContext, Value, WithFuture, nullcontext, with};
+/// fn popcount(
+///     word: u32,
+/// ) -> WithFuture<'static, NullContext<u32>, impl AsyncFnOnce(&mut u32) -> Value<u32>> {
+///     with(nullcontext(word), async |w| Value(w.count_ones()))
+/// }
+/// ```
+///
+/// The `for<'r>` says the body works with a borrow of any length, and `Ok = T, Err = E` that
+/// its output is the same type whatever the borrow. A generic function with a type parameter
+/// `B` writes the same bound on `B` (see [`WithFuture`](crate::WithFuture)'s examples).
+///
 /// # A closure returning `async move { .. }` is not a body
 ///
 /// `|r| async move { r.read().await }` does not satisfy the bound: the compiler cannot tell
