@@ -8,6 +8,16 @@ use core::fmt;
 /// The error is lent by reference, so exit can log or classify it without allocation, and the
 /// caller still receives it afterwards.
 ///
+/// # Outcome, Failure, Status
+///
+/// Three types say how the body ended, each for a different reader. `Outcome` is what a
+/// hand-written [`AsyncExit::exit`](crate::AsyncExit::exit) receives: success, failure or
+/// panic, with the body's error lent for the call. [`Failure`] is that lent error: it prints
+/// with `{:?}` and downcasts to its type, without knowing the type in advance. [`Status`] is the
+/// outcome without the error (`outcome.status()`): it has no lifetime, so it is what the exit
+/// closure of [`from_fns`](crate::from_fns) receives and may keep across awaits. Choose commit
+/// or roll back on `Status`; look at `Failure` when the error itself matters.
+///
 /// # Examples
 ///
 /// ```
@@ -60,6 +70,43 @@ impl<'a> Outcome<'a> {
 /// [`from_fns`](crate::from_fns) receives.
 ///
 /// It has no lifetime, so `async |resource, status| { .. }` can hold it across awaits.
+///
+/// # Examples
+///
+/// A transaction that commits when the body succeeded and rolls back otherwise:
+///
+/// ```
+/// # futures_executor::block_on(async {
+/// use async_with::{Status, from_fns, with};
+///
+/// async fn transfer(ledger: &mut Vec<&'static str>, funds: u32) -> Result<(), &'static str> {
+///     let tx = from_fns(
+///         async || Ok::<_, &str>(Vec::new()), // the pending writes
+///         async |writes: Vec<&'static str>, status: Status| {
+///             if status.is_success() {
+///                 ledger.extend(writes); // an async commit would be awaited here
+///             } // otherwise the writes are dropped: rolled back
+///             Ok(())
+///         },
+///     );
+///     with(tx, async |writes| -> Result<(), &'static str> {
+///         writes.push("debit");
+///         if funds < 10 {
+///             return Err("insufficient funds");
+///         }
+///         writes.push("credit");
+///         Ok(())
+///     })
+///     .await
+///     .map_err(|e| e.collapse())
+/// }
+///
+/// let mut ledger = Vec::new();
+/// assert_eq!(transfer(&mut ledger, 50).await, Ok(()));
+/// assert_eq!(transfer(&mut ledger, 5).await, Err("insufficient funds"));
+/// assert_eq!(ledger, ["debit", "credit"]);
+/// # });
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Status {
     /// The body returned `Ok`.
