@@ -15,7 +15,8 @@ use crate::outcome::{Outcome, Status};
 ///
 /// `enter` produces the resource (or an error); `exit` receives the resource back together
 /// with the body's [`Status`]. Both may be async closures or `async fn` items. A library can
-/// return the result as `impl AsyncEnter<Resource = .., Error = ..>`.
+/// return the result as `impl AsyncEnter<Resource = .., Error = ..>`, or as
+/// `impl SendManager<..>` if callers will spawn it (see below).
 ///
 /// Exit closures get a [`Status`] rather than the full [`Outcome`], because an async closure
 /// keeps its arguments for as long as it runs and the outcome only borrows the body's error.
@@ -28,30 +29,35 @@ use crate::outcome::{Outcome, Status};
 /// # Returning it from a library
 ///
 /// `impl AsyncEnter<Resource = R, Error = X>` hides the enter and exit futures, so callers
-/// cannot tell whether they are `Send`. If your users will `tokio::spawn` the `with`, say so in
-/// the return type with associated type bounds:
+/// cannot tell whether they are `Send`, and `tokio::spawn` refuses the `with` (E0277, "cannot
+/// be sent between threads safely"). If your users will spawn it, return
+/// `impl `[`SendManager`]`<Resource = R, Error = X>` instead: one bound that promises that the
+/// whole `with` is `Send`, checked where your function is defined. Add `+ use<..>` naming only
+/// the lifetimes the manager borrows (`use<>` for none): under edition 2024 a returned
+/// `impl Trait` captures every lifetime in scope, arguments included, and the caller's
+/// `tokio::spawn` would then fail with E0597.
 ///
 /// ```
-/// use async_with::{AsyncEnter, AsyncExit, from_fns};
+/// use async_with::{SendManager, Status, from_fns};
 ///
-/// fn counter() -> impl AsyncEnter<
-///     Resource = u32,
-///     Error = (),
-///     Enter: Send,
-///     Exit: Send + AsyncExit<u32, Future: Send>,
-/// > + Send {
-///     from_fns(async || Ok(0), async |_n: u32, _status| Ok(()))
+/// fn counter(start: &u32) -> impl SendManager<Resource = u32, Error = ()> + use<> {
+///     let start = *start;
+///     from_fns(async move || Ok(start), async |_n: u32, _status: Status| Ok(()))
 /// }
-/// # fn assert_send<T: Send>(_: &T) {}
-/// # let f = async_with::with(counter(), async |n| Ok::<_, ()>(*n));
+/// # fn assert_send<T: Send + 'static>(_: &T) {}
+/// # let f = async_with::with(counter(&1), async |n| *n += 1);
 /// # assert_send(&f);
 /// ```
+///
+/// `SendManager` is shorthand for these associated type bounds, which may also be written out:
+/// `AsyncEnter<Resource: Send, Error: Send, Enter: Send, Exit: Send + AsyncExit<R, Future: Send>>
+/// + Send`.
 ///
 /// # Examples
 ///
 /// ```
 /// # futures_executor::block_on(async {
-/// use async_with::{AsyncEnter, Status, from_fns, with};
+/// use async_with::{AsyncEnter, Status, Value, from_fns, with};
 ///
 /// struct Conn { open: bool }
 ///
@@ -68,7 +74,7 @@ use crate::outcome::{Outcome, Status};
 ///
 /// let sent = with(connect("sensor.local"), async |conn| {
 ///     assert!(conn.open);
-///     Ok::<_, &str>(3)
+///     Value(3) // bytes sent; this body cannot fail
 /// })
 /// .await;
 /// assert_eq!(sent, Ok(3));
@@ -93,6 +99,10 @@ where
 
 /// A manager built by [`from_fns`]; `Cancel` is its cancellation hook (`()`: drop the
 /// resource).
+///
+/// Its closure parameters have no names, so it is returned as `impl AsyncEnter<..>` or
+/// `impl SendManager<..>` (examples on [`from_fns`]), or taken generically (example on
+/// [`CancelHook`]).
 #[derive(Clone)]
 pub struct FromFns<Enter, Exit, Cancel = ()> {
     enter: Enter,
@@ -129,10 +139,7 @@ impl<Enter, Exit> FromFns<Enter, Exit> {
     ///
     /// // A body that never finishes, polled once and then dropped: cancelled.
     /// {
-    ///     let mut future = pin!(with(transfer, async |_dma| {
-    ///         core::future::pending::<()>().await;
-    ///         Ok::<_, ()>(())
-    ///     }));
+    ///     let mut future = pin!(with(transfer, async |_dma| core::future::pending::<()>().await));
     ///     let _ = future.as_mut().poll(&mut Context::from_waker(Waker::noop()));
     /// } // dropped here
     /// assert!(stopped.get());
@@ -188,6 +195,31 @@ where
 pin_project! {
     /// Enter future of a [`from_fns`] manager: the enter closure's future, with the exit
     /// closure kept for later.
+    ///
+    /// [`with`](crate::with) drives it for you. A combinator that holds managers without
+    /// `with` drives it by hand: awaiting it yields the resource and the [`ExitFn`] that
+    /// releases it.
+    ///
+    /// ```
+    /// # futures_executor::block_on(async {
+    /// use async_with::{AsyncEnter, AsyncExit, Outcome, Status, from_fns};
+    ///
+    /// let log = core::cell::RefCell::new(Vec::new());
+    /// let session = from_fns(
+    ///     async || Ok::<_, ()>(String::from("hello")),
+    ///     async |greeting: String, status: Status| {
+    ///         log.borrow_mut().push((greeting, status));
+    ///         Ok(())
+    ///     },
+    /// );
+    ///
+    /// let (mut greeting, exit) = session.enter().await?; // `enter` returns an `EnterFn`
+    /// greeting.push_str(", world");
+    /// exit.exit(greeting, Outcome::Success).await?; // `exit` is an `ExitFn`
+    /// assert_eq!(*log.borrow(), [("hello, world".to_string(), Status::Success)]);
+    /// # Ok::<(), ()>(())
+    /// # }).unwrap();
+    /// ```
     #[must_use = "futures do nothing unless you `.await` or poll them"]
     pub struct EnterFn<Fut, Exit, Cancel = ()> {
         #[pin]
@@ -218,6 +250,24 @@ where
 
 /// Exit handle of a [`from_fns`] manager: calls the exit closure with the body's [`Status`].
 /// On cancellation the exit closure is not called; the resource goes to the `Cancel` hook.
+///
+/// It is what awaiting an [`EnterFn`] yields (see there for `exit`). Its
+/// [`cancel`](AsyncExit::cancel) is what a dropped [`WithFuture`](crate::WithFuture) calls:
+///
+/// ```
+/// # futures_executor::block_on(async {
+/// use core::cell::Cell;
+/// use async_with::{AsyncEnter, AsyncExit, Status, from_fns};
+///
+/// let cut = Cell::new(false);
+/// let motor = from_fns(async || Ok::<_, ()>(1200_u32), async |_rpm: u32, _: Status| Ok(()))
+///     .on_cancel(|_rpm: u32| cut.set(true)); // cut the power at once
+///
+/// let (rpm, exit) = motor.enter().await.unwrap();
+/// exit.cancel(rpm); // the body was cancelled: the hook runs, the exit closure does not
+/// assert!(cut.get());
+/// # });
+/// ```
 pub struct ExitFn<Exit, Cancel = ()> {
     exit: Exit,
     cancel: Cancel,
@@ -255,6 +305,31 @@ mod sealed {
 
 /// What a [`from_fns`] manager does with the resource when the body is cancelled: `()` drops
 /// it, [`OnCancel`] (from [`FromFns::on_cancel`]) calls a closure. Sealed.
+///
+/// You meet it in where clauses: code generic over any `from_fns` manager, with or without a
+/// hook, bounds the third parameter of [`FromFns`] by it.
+///
+/// ```
+/// use core::future::Future;
+/// use async_with::{CancelHook, FromFns, Status, from_fns};
+///
+/// /// Accepts a `from_fns` manager of a `u32` whatever its cancellation hook.
+/// fn accept<Enter, EnterFut, Exit, ExitFut, Cancel>(_manager: FromFns<Enter, Exit, Cancel>)
+/// where
+///     Enter: FnOnce() -> EnterFut,
+///     EnterFut: Future<Output = Result<u32, ()>>,
+///     Exit: FnOnce(u32, Status) -> ExitFut,
+///     ExitFut: Future<Output = Result<(), ()>>,
+///     Cancel: CancelHook<u32>,
+/// {
+/// }
+///
+/// let plain = from_fns(async || Ok(1), async |_: u32, _: Status| Ok(()));
+/// accept(plain); // the hook is `()`: a cancelled resource is dropped
+/// let hooked =
+///     from_fns(async || Ok(1), async |_: u32, _: Status| Ok(())).on_cancel(|_n: u32| {});
+/// accept(hooked); // the hook is an `OnCancel`
+/// ```
 pub trait CancelHook<R>: sealed::Sealed {
     /// Takes the resource of a cancelled body.
     fn cancel(self, resource: R);
@@ -266,7 +341,7 @@ impl<R> CancelHook<R> for () {
     }
 }
 
-/// A cancellation hook set with [`FromFns::on_cancel`].
+/// A cancellation hook set with [`FromFns::on_cancel`] (see its example).
 #[derive(Clone)]
 pub struct OnCancel<F> {
     cancel: F,
