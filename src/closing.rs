@@ -17,7 +17,7 @@ use crate::outcome::Outcome;
 ///
 /// ```
 /// # futures_executor::block_on(async {
-/// use async_with::{closing, with};
+/// use async_with::{Value, closing, with};
 ///
 /// struct File { buffered: usize }
 ///
@@ -30,7 +30,7 @@ use crate::outcome::Outcome;
 ///
 /// let written = with(closing(File { buffered: 0 }, File::close), async |file| {
 ///     file.buffered += 5;
-///     Ok::<_, &str>(5)
+///     Value(5) // buffering cannot fail; `close` may
 /// })
 /// .await;
 /// assert_eq!(written, Ok(5));
@@ -44,7 +44,7 @@ where
     Closing { value, close }
 }
 
-/// A manager that closes its value on exit; made by [`closing`].
+/// A manager that closes its value on exit; made by [`closing`] (see its example).
 pub struct Closing<T, F> {
     value: T,
     close: F,
@@ -74,6 +74,26 @@ where
 }
 
 /// Exit handle of [`closing`]: calls the close function.
+///
+/// `exit` closes the value whatever the outcome; `cancel` (the body was cancelled) drops it
+/// without closing, since `close` is asynchronous. Code that drives a manager without
+/// [`with`](crate::with) meets it after entering:
+///
+/// ```
+/// # futures_executor::block_on(async {
+/// use async_with::{AsyncEnter, AsyncExit, Outcome, closing};
+///
+/// struct Socket { open: bool }
+///
+/// async fn shutdown(socket: Socket) -> Result<(), &'static str> {
+///     if socket.open { Ok(()) } else { Err("already closed") }
+/// }
+///
+/// let (socket, close) = closing(Socket { open: true }, shutdown).enter().await?;
+/// close.exit(socket, Outcome::Success).await?; // calls `shutdown(socket)`
+/// # Ok::<(), &str>(())
+/// # }).unwrap();
+/// ```
 pub struct Close<F> {
     close: F,
 }

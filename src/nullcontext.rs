@@ -15,17 +15,23 @@ use crate::outcome::Outcome;
 ///
 /// ```
 /// # futures_executor::block_on(async {
-/// use async_with::{nullcontext, with};
+/// use async_with::{Value, nullcontext, with};
 ///
-/// let doubled = with(nullcontext(21), async |n| Ok::<_, ()>(*n * 2)).await;
-/// assert_eq!(doubled, Ok(42));
+/// // Neither the manager nor the body can fail: the pattern is irrefutable.
+/// let Ok(doubled) = with(nullcontext(21), async |n| Value(*n * 2)).await;
+/// assert_eq!(doubled, 42);
+///
+/// // A body that can fail: its error is the only one there can be.
+/// let parsed = with(nullcontext("4x"), async |s| s.parse::<u8>()).await;
+/// assert!(parsed.map_err(|e| e.into_body()).is_err());
 /// # });
 /// ```
 pub fn nullcontext<T>(value: T) -> NullContext<T> {
     NullContext { value }
 }
 
-/// A manager that lends its value and does nothing on exit; made by [`nullcontext`].
+/// A manager that lends its value and does nothing on exit; made by [`nullcontext`] (see its
+/// examples).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct NullContext<T> {
     value: T,
@@ -43,6 +49,35 @@ impl<T> AsyncEnter for NullContext<T> {
 }
 
 /// Exit handle that does nothing (the value is dropped); used by [`nullcontext`].
+///
+/// A hand-written manager whose resource needs no release can use it as its
+/// [`Exit`](AsyncEnter::Exit). Its error is [`Infallible`], so the manager's must be too:
+///
+/// ```
+/// use core::convert::Infallible;
+/// use core::future::{Ready, ready};
+/// use async_with::{AsyncEnter, NoExit, Value, with};
+///
+/// /// A snapshot of a configuration: taken on enter, nothing to release.
+/// struct Snapshot<'a>(&'a [u8]);
+///
+/// impl AsyncEnter for Snapshot<'_> {
+///     type Resource = Vec<u8>;
+///     type Error = Infallible;
+///     type Exit = NoExit;
+///     type Enter = Ready<Result<(Vec<u8>, NoExit), Infallible>>;
+///
+///     fn enter(self) -> Self::Enter {
+///         ready(Ok((self.0.to_vec(), NoExit)))
+///     }
+/// }
+///
+/// # futures_executor::block_on(async {
+/// let config = [1, 2, 3];
+/// let Ok(sum) = with(Snapshot(&config), async |copy| Value(copy.iter().sum::<u8>())).await;
+/// assert_eq!(sum, 6);
+/// # });
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct NoExit;
 
