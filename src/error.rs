@@ -79,6 +79,17 @@ impl<X, E> Error<X, E> {
     }
 
     /// The manager's error, if enter or exit failed.
+    ///
+    /// ```
+    /// use async_with::Error;
+    ///
+    /// let both: Error<&str, u32> = Error::BodyAndExit { body: 7, exit: "rollback failed" };
+    /// assert_eq!(both.body(), Some(&7));
+    /// assert_eq!(both.manager(), Some(&"rollback failed"));
+    ///
+    /// let body_only: Error<&str, u32> = Error::Body(7);
+    /// assert_eq!(body_only.manager(), None);
+    /// ```
     pub fn manager(&self) -> Option<&X> {
         match self {
             Error::Enter(x) | Error::Exit(x) | Error::BodyAndExit { exit: x, .. } => Some(x),
