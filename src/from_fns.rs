@@ -31,11 +31,11 @@ use crate::outcome::{Outcome, Status};
 /// `impl AsyncEnter<Resource = R, Error = X>` hides the enter and exit futures, so callers
 /// cannot tell whether they are `Send`, and `tokio::spawn` refuses the `with` (E0277, "cannot
 /// be sent between threads safely"). If your users will spawn it, return
-/// `impl `[`SendManager`]`<Resource = R, Error = X>` instead: one bound that promises that the
-/// whole `with` is `Send`, checked where your function is defined. Add `+ use<..>` naming only
-/// the lifetimes the manager borrows (`use<>` for none): under edition 2024 a returned
-/// `impl Trait` captures every lifetime in scope, arguments included, and the caller's
-/// `tokio::spawn` would then fail with E0597.
+/// `impl SendManager<Resource = R, Error = X>` instead ([`SendManager`](crate::SendManager)):
+/// one bound that promises that the whole `with` is `Send`, checked where your function is
+/// defined. Add `+ use<..>` naming only the lifetimes the manager borrows (`use<>` for none):
+/// under edition 2024 a returned `impl Trait` captures every lifetime in scope, arguments
+/// included, and the caller's `tokio::spawn` would then fail with E0597.
 ///
 /// ```
 /// use async_with::{SendManager, Status, from_fns};
