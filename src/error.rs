@@ -3,6 +3,8 @@
 use core::convert::Infallible;
 use core::fmt;
 
+use crate::group::{Faults, GroupError};
+
 /// The error of a [`WithFuture`](crate::WithFuture): which phases failed, with their errors.
 ///
 /// `X` is the manager's error (enter and exit), `E` the body's. When both the body and exit
@@ -218,6 +220,94 @@ impl<X> Error<X, Infallible> {
         match self {
             Error::Enter(x) | Error::Exit(x) => x,
             Error::Body(never) | Error::BodyAndExit { body: never, .. } => match never {},
+        }
+    }
+}
+
+impl<S, E> Error<GroupError<S>, E> {
+    /// One error of type `T` for a group of managers (a tuple or an array): the body's error
+    /// if the body failed, otherwise the group's first failure ([`GroupError::collapse`]).
+    /// The other failures are dropped.
+    ///
+    /// This is the call for `with((a, b, ..), ..)`; [`collapse`](Error::collapse) is the one
+    /// for a single manager. `?` converts through `From` and cannot tell the compiler which
+    /// `T` is meant, so name it there (`Error::flatten::<AppError>`), or return the result
+    /// directly, where the function's return type names it.
+    ///
+    /// A body that cannot fail has the error type [`Infallible`], which converts into no
+    /// other type: take the group's error with [`into_manager`](Error::into_manager) and
+    /// then [`GroupError::collapse`].
+    ///
+    /// ```
+    /// # futures_executor::block_on(async {
+    /// use async_with::{Error, Status, from_fns, nullcontext, with};
+    ///
+    /// #[derive(Debug, PartialEq)]
+    /// enum AppError { Io(u16), Parse }
+    /// impl From<u16> for AppError { fn from(code: u16) -> Self { AppError::Io(code) } }
+    /// // `nullcontext` cannot fail: its error type is `Infallible`, which needs this line (as
+    /// // for `?` on a `Result<_, Infallible>`); `anyhow::Error` and `Box<dyn Error>` have it.
+    /// impl From<core::convert::Infallible> for AppError { fn from(n: core::convert::Infallible) -> Self { match n {} } }
+    ///
+    /// async fn read() -> Result<u8, AppError> {
+    ///     let port = from_fns(async || Err::<u8, _>(503_u16), async |_: u8, _: Status| Ok(()));
+    ///     let value = with((nullcontext(()), port), async |(_, port)| -> Result<u8, AppError> {
+    ///         if *port > 9 { return Err(AppError::Parse) }
+    ///         Ok(*port)
+    ///     })
+    ///     .await
+    ///     .map_err(Error::flatten::<AppError>)?;
+    ///     Ok(value)
+    /// }
+    /// assert_eq!(read().await, Err(AppError::Io(503)));
+    /// # });
+    /// ```
+    pub fn flatten<T>(self) -> T
+    where
+        S: Faults<T>,
+        E: Into<T>,
+    {
+        match self {
+            Error::Enter(group) | Error::Exit(group) => group.collapse(),
+            Error::Body(body) | Error::BodyAndExit { body, .. } => body.into(),
+        }
+    }
+}
+
+impl<X, X2, E> Error<X, Error<X2, E>> {
+    /// One error of type `T` for two nested `with`s (the outer manager's error `X`, the inner
+    /// one's `X2`, the body's `E`): the first failure — the body's if it failed, else the
+    /// inner manager's, else the outer one's. The others are dropped.
+    ///
+    /// Nesting is how managers that depend on each other are written (the second made from
+    /// the first one's resource); see the [`group`](crate::group) module.
+    ///
+    /// ```
+    /// use async_with::Error;
+    ///
+    /// #[derive(Debug, PartialEq)]
+    /// enum AppError { Conn(&'static str), Tx(u8), Body(char) }
+    /// impl From<&'static str> for AppError { fn from(e: &'static str) -> Self { AppError::Conn(e) } }
+    /// impl From<u8> for AppError { fn from(e: u8) -> Self { AppError::Tx(e) } }
+    /// impl From<char> for AppError { fn from(e: char) -> Self { AppError::Body(e) } }
+    ///
+    /// let rollback_failed: Error<&'static str, Error<u8, char>> =
+    ///     Error::Exit("close failed");
+    /// assert_eq!(rollback_failed.flatten_nested::<AppError>(), AppError::Conn("close failed"));
+    ///
+    /// let body_failed: Error<&'static str, Error<u8, char>> =
+    ///     Error::BodyAndExit { body: Error::BodyAndExit { body: 'x', exit: 3 }, exit: "close failed" };
+    /// assert_eq!(body_failed.flatten_nested::<AppError>(), AppError::Body('x'));
+    /// ```
+    pub fn flatten_nested<T>(self) -> T
+    where
+        X: Into<T>,
+        X2: Into<T>,
+        E: Into<T>,
+    {
+        match self {
+            Error::Enter(x) | Error::Exit(x) => x.into(),
+            Error::Body(inner) | Error::BodyAndExit { body: inner, .. } => inner.collapse(),
         }
     }
 }

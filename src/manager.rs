@@ -2,6 +2,8 @@
 
 use core::fmt::Debug;
 use core::future::Future;
+use core::pin::Pin;
+use core::task::{Context, Poll};
 
 use crate::body::Body;
 use crate::outcome::Outcome;
@@ -141,5 +143,22 @@ pub trait AsyncExit<R> {
         Self: Sized,
     {
         drop(resource);
+    }
+
+    /// Polls an exit future of this type, lending the body's outcome again.
+    ///
+    /// [`WithFuture`] and the groups of managers (tuples, arrays) poll exit futures through
+    /// this function, never through `Future::poll` directly, and pass the outcome on every
+    /// poll. The default ignores it and polls the future: an exit decides what to do in
+    /// [`exit`](AsyncExit::exit). Only an exit that runs other exits one after another
+    /// overrides it — a group shows each later member the body's outcome (or the newest
+    /// failure) when it creates that member's exit future, after the first poll.
+    fn poll_exit(
+        future: Pin<&mut Self::Future>,
+        cx: &mut Context<'_>,
+        outcome: Outcome<'_>,
+    ) -> Poll<Result<(), Self::Error>> {
+        let _ = outcome;
+        future.poll(cx)
     }
 }

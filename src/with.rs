@@ -561,10 +561,10 @@ where
             };
             start_exit(state.as_mut(), ended);
         }
-        let StateProj::Exit { future, .. } = state.as_mut().project() else {
+        let StateProj::Exit { future, ended } = state.as_mut().project() else {
             panic!("`WithFuture` polled after completion")
         };
-        let exited = ready!(future.poll(cx));
+        let exited = ready!(M::Exit::poll_exit(future, cx, ended.outcome()));
         let StateReplace::Exit { ended, .. } = state.project_replace(State::Done) else {
             unreachable!()
         };

@@ -1,0 +1,335 @@
+//! [`GroupError`]: every failure of a group of managers, by position and phase.
+
+use core::fmt;
+
+use crate::outcome::Failure;
+
+/// How one manager of a group failed: while entering or while exiting.
+///
+/// A manager fails at most once: if its enter fails, it never exits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Fault<X> {
+    /// Its enter failed; the managers after it were not entered.
+    Enter(X),
+    /// Its exit failed.
+    Exit(X),
+}
+
+impl<X> Fault<X> {
+    /// The error, whichever the phase.
+    pub fn into_inner(self) -> X {
+        match self {
+            Fault::Enter(x) | Fault::Exit(x) => x,
+        }
+    }
+
+    /// The error by reference, whichever the phase.
+    pub fn inner(&self) -> &X {
+        match self {
+            Fault::Enter(x) | Fault::Exit(x) => x,
+        }
+    }
+
+    /// `true` if it failed while entering.
+    pub fn is_enter(&self) -> bool {
+        matches!(self, Fault::Enter(_))
+    }
+
+    /// Applies `f` to the error, keeping the phase.
+    pub fn map<Y>(self, f: impl FnOnce(X) -> Y) -> Fault<Y> {
+        match self {
+            Fault::Enter(x) => Fault::Enter(f(x)),
+            Fault::Exit(x) => Fault::Exit(f(x)),
+        }
+    }
+
+    fn phase(&self) -> &'static str {
+        match self {
+            Fault::Enter(_) => "enter",
+            Fault::Exit(_) => "exit",
+        }
+    }
+}
+
+/// The error of a group of managers (a tuple or an array): for every position, the
+/// [`Fault`] of that manager, if it failed. At least one position holds one.
+///
+/// `faults` is `(Option<Fault<Xa>>, Option<Fault<Xb>>, ..)` for a tuple `(A, B, ..)` and
+/// `[Option<Fault<X>>; N]` for an array `[M; N]`, so a `match` names each manager's fate:
+///
+/// ```
+/// # futures_executor::block_on(async {
+/// use async_with::{Error, Fault, GroupError, Status, Value, from_fns, with};
+///
+/// let a = from_fns(async || Ok::<_, &str>(1), async |_: i32, _: Status| Err("a: close failed"));
+/// let b = from_fns(async || Err::<i32, _>(404_u16), async |_: i32, _: Status| Ok(()));
+///
+/// let result = with((a, b), async |(a, b)| Value(*a + *b)).await;
+/// match result {
+///     Err(Error::Enter(GroupError { faults: (Some(Fault::Exit(a)), Some(Fault::Enter(b))) })) => {
+///         assert_eq!((a, b), ("a: close failed", 404));
+///     }
+///     other => panic!("unexpected: {other:?}"),
+/// }
+/// # });
+/// ```
+///
+/// The failures happened in order of position, from the right: an enter failure first (it
+/// is the rightmost fault), then the exits that failed while unwinding, right to left.
+/// [`iter`](GroupError::iter) walks them in that order; [`collapse`](GroupError::collapse)
+/// keeps the first one (the cause).
+///
+/// `Display` says which manager failed in which phase, and also prints the later failures;
+/// [`source`](core::error::Error::source) is the first failure itself, so an error reporter
+/// prints each message once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct GroupError<S> {
+    /// Per position, the manager's fault if it had one.
+    pub faults: S,
+}
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// A list of per-manager faults: a tuple `(Option<Fault<Xa>>, ..)` or an array
+/// `[Option<Fault<X>>; N]`. Sealed; implemented by the crate.
+pub trait FaultList: sealed::Sealed {
+    /// How many managers the group has.
+    fn len(&self) -> usize;
+
+    /// `true` for a group of no managers.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The fault of the manager at `index`, lent as a [`Failure`] (`{:?}`, downcast).
+    fn get(&self, index: usize) -> Option<Fault<Failure<'_>>>;
+}
+
+/// The conversions of a [`FaultList`] that need more of its error types: into one type `T`,
+/// and to `Display` and `core::error::Error`. Sealed; implemented by the crate.
+pub trait Faults<T>: FaultList {
+    /// The first failure (the rightmost fault), converted with `Into`.
+    fn into_first(self) -> Option<T>;
+}
+
+/// `Display` of the fault at `index`, for [`GroupError`]'s `Display`.
+pub(crate) trait DisplayFaults: FaultList {
+    fn display(&self, index: usize) -> Option<Fault<&dyn fmt::Display>>;
+}
+
+/// The fault at `index` as an error, for [`GroupError`]'s `source`.
+pub(crate) trait ErrorFaults: FaultList {
+    fn error(&self, index: usize) -> Option<&(dyn core::error::Error + 'static)>;
+}
+
+impl<S: FaultList> GroupError<S> {
+    /// The failures in the order they happened (the rightmost position first), each with
+    /// its position.
+    ///
+    /// ```
+    /// use async_with::{Fault, GroupError};
+    ///
+    /// let error = GroupError { faults: (Some(Fault::Exit("a")), None::<Fault<()>>, Some(Fault::Enter(7_u8))) };
+    /// let seen: Vec<String> = error
+    ///     .iter()
+    ///     .map(|(i, fault)| format!("{i}: {} {:?}", if fault.is_enter() { "enter" } else { "exit" }, fault.inner()))
+    ///     .collect();
+    /// assert_eq!(seen, ["2: enter 7", "0: exit \"a\""]);
+    /// ```
+    pub fn iter(&self) -> impl Iterator<Item = (usize, Fault<Failure<'_>>)> + '_ {
+        (0..self.faults.len())
+            .rev()
+            .filter_map(|i| self.faults.get(i).map(|fault| (i, fault)))
+    }
+
+    /// The first failure (the cause): the enter failure if a manager failed to enter,
+    /// otherwise the exit failure furthest to the right.
+    pub fn first(&self) -> Option<(usize, Fault<Failure<'_>>)> {
+        self.iter().next()
+    }
+
+    /// The first failure, converted into `T` through `From`; the others are dropped.
+    ///
+    /// ```
+    /// use async_with::{Fault, GroupError};
+    ///
+    /// #[derive(Debug, PartialEq)]
+    /// enum AppError { Lock(&'static str), Io(u16) }
+    /// impl From<&'static str> for AppError { fn from(e: &'static str) -> Self { AppError::Lock(e) } }
+    /// impl From<u16> for AppError { fn from(e: u16) -> Self { AppError::Io(e) } }
+    ///
+    /// let error = GroupError { faults: (Some(Fault::Exit("poisoned")), Some(Fault::Enter(5_u16))) };
+    /// assert_eq!(error.collapse::<AppError>(), AppError::Io(5));
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// If no position holds a fault (a `GroupError` the crate returns always has one).
+    pub fn collapse<T>(self) -> T
+    where
+        S: Faults<T>,
+    {
+        self.faults
+            .into_first()
+            .expect("a `GroupError` holds at least one fault")
+    }
+}
+
+impl<S: DisplayFaults> fmt::Display for GroupError<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let len = self.faults.len();
+        let mut first = true;
+        for i in (0..len).rev() {
+            let Some(fault) = self.faults.display(i) else {
+                continue;
+            };
+            if first {
+                // The first failure is `source`: name it here, print it there.
+                write!(f, "manager {} of {len} failed to {}", i + 1, fault.phase())?;
+                first = false;
+            } else {
+                let message = fault.inner();
+                write!(
+                    f,
+                    ", then manager {} failed to {}: {message}",
+                    i + 1,
+                    fault.phase()
+                )?;
+            }
+        }
+        if first {
+            f.write_str("no manager failed")?;
+        }
+        Ok(())
+    }
+}
+
+impl<S> core::error::Error for GroupError<S>
+where
+    S: DisplayFaults + ErrorFaults + fmt::Debug,
+{
+    /// The first failure.
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        (0..self.faults.len())
+            .rev()
+            .find_map(|i| self.faults.error(i))
+    }
+}
+
+/// Implements the fault-list traits for an array.
+impl<X: fmt::Debug + 'static, const N: usize> sealed::Sealed for [Option<Fault<X>>; N] {}
+
+impl<X: fmt::Debug + 'static, const N: usize> FaultList for [Option<Fault<X>>; N] {
+    fn len(&self) -> usize {
+        N
+    }
+
+    fn get(&self, index: usize) -> Option<Fault<Failure<'_>>> {
+        let fault = self.as_slice().get(index)?.as_ref()?;
+        Some(lend(fault))
+    }
+}
+
+impl<T, X: fmt::Debug + 'static + Into<T>, const N: usize> Faults<T> for [Option<Fault<X>>; N] {
+    fn into_first(self) -> Option<T> {
+        self.into_iter()
+            .rev()
+            .flatten()
+            .next()
+            .map(|fault| fault.into_inner().into())
+    }
+}
+
+impl<X: fmt::Debug + fmt::Display + 'static, const N: usize> DisplayFaults
+    for [Option<Fault<X>>; N]
+{
+    fn display(&self, index: usize) -> Option<Fault<&dyn fmt::Display>> {
+        let fault = self.as_slice().get(index)?.as_ref()?;
+        Some(as_display(fault))
+    }
+}
+
+impl<X: core::error::Error + 'static, const N: usize> ErrorFaults for [Option<Fault<X>>; N] {
+    fn error(&self, index: usize) -> Option<&(dyn core::error::Error + 'static)> {
+        let fault = self.as_slice().get(index)?.as_ref()?;
+        Some(fault.inner())
+    }
+}
+
+/// A fault's error lent as a [`Failure`].
+pub(crate) fn lend<X: fmt::Debug + 'static>(fault: &Fault<X>) -> Fault<Failure<'_>> {
+    match fault {
+        Fault::Enter(x) => Fault::Enter(Failure::new(x)),
+        Fault::Exit(x) => Fault::Exit(Failure::new(x)),
+    }
+}
+
+/// A fault's error as `&dyn Display`.
+pub(crate) fn as_display<X: fmt::Display>(fault: &Fault<X>) -> Fault<&dyn fmt::Display> {
+    match fault {
+        Fault::Enter(x) => Fault::Enter(x),
+        Fault::Exit(x) => Fault::Exit(x),
+    }
+}
+
+/// Implements the fault-list traits for the tuple `(Option<Fault<X0>>, ..)`; the indices are
+/// listed from the right (the order in which failures happen).
+macro_rules! tuple_faults {
+    ($len:literal; $($i:tt $X:ident),+) => {
+        impl<$($X: fmt::Debug + 'static),+> sealed::Sealed for ($(Option<Fault<$X>>,)+) {}
+
+        impl<$($X: fmt::Debug + 'static),+> FaultList for ($(Option<Fault<$X>>,)+) {
+            fn len(&self) -> usize {
+                $len
+            }
+
+            fn get(&self, index: usize) -> Option<Fault<Failure<'_>>> {
+                match index {
+                    $($i => self.$i.as_ref().map(lend),)+
+                    _ => None,
+                }
+            }
+        }
+
+        impl<T, $($X: fmt::Debug + 'static + Into<T>),+> Faults<T> for ($(Option<Fault<$X>>,)+) {
+            fn into_first(self) -> Option<T> {
+                $(
+                    if let Some(fault) = self.$i {
+                        return Some(fault.into_inner().into());
+                    }
+                )+
+                None
+            }
+        }
+
+        impl<$($X: fmt::Debug + fmt::Display + 'static),+> DisplayFaults
+            for ($(Option<Fault<$X>>,)+)
+        {
+            fn display(&self, index: usize) -> Option<Fault<&dyn fmt::Display>> {
+                match index {
+                    $($i => self.$i.as_ref().map(as_display),)+
+                    _ => None,
+                }
+            }
+        }
+
+        impl<$($X: core::error::Error + 'static),+> ErrorFaults for ($(Option<Fault<$X>>,)+) {
+            fn error(&self, index: usize) -> Option<&(dyn core::error::Error + 'static)> {
+                match index {
+                    $($i => self.$i.as_ref().map(|f| f.inner() as &(dyn core::error::Error + 'static)),)+
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+tuple_faults!(2; 1 X1, 0 X0);
+tuple_faults!(3; 2 X2, 1 X1, 0 X0);
+tuple_faults!(4; 3 X3, 2 X2, 1 X1, 0 X0);
+tuple_faults!(5; 4 X4, 3 X3, 2 X2, 1 X1, 0 X0);
+tuple_faults!(6; 5 X5, 4 X4, 3 X3, 2 X2, 1 X1, 0 X0);
+tuple_faults!(7; 6 X6, 5 X5, 4 X4, 3 X3, 2 X2, 1 X1, 0 X0);
+tuple_faults!(8; 7 X7, 6 X6, 5 X5, 4 X4, 3 X3, 2 X2, 1 X1, 0 X0);

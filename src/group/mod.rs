@@ -1,0 +1,126 @@
+//! Several managers entered as one: tuples `(A, B, ..)` and arrays `[M; N]`.
+//!
+//! A tuple (up to 8 managers) or an array of managers is itself an [`AsyncEnter`], whose
+//! resource is the tuple (array) of resources:
+//!
+//! ```
+//! # futures_executor::block_on(async {
+//! use async_with::{Status, from_fns, nullcontext, with};
+//!
+//! let lock = nullcontext("guard"); // cannot fail
+//! let conn = from_fns(async || Ok::<_, u8>(40_u32), async |_c: u32, _s: Status| Ok(()));
+//!
+//! let sum = with((lock, conn), async |(guard, conn)| {
+//!     assert_eq!(*guard, "guard");
+//!     Ok::<_, u8>(*conn + 2)
+//! })
+//! .await;
+//! assert_eq!(sum.ok(), Some(42));
+//! # });
+//! ```
+//!
+//! The rules are exactly those of the nested form `with(a, async |a| with(b, async |b| ..))`:
+//!
+//! - enter runs left to right, each awaited to completion before the next starts;
+//! - after the body, exit runs right to left;
+//! - if a manager's enter fails, those already entered exit, right to left, and see that
+//!   failure as their [`Outcome`](crate::Outcome);
+//! - if an exit fails, the exits to its left see that failure (the newest one, as Python
+//!   passes the newest exception outward); otherwise they see the body's outcome;
+//! - dropped mid-group, the running phase's future is dropped first, then every manager that
+//!   was entered and has not exited gets its synchronous [`AsyncExit::cancel`], right to left,
+//!   exactly once.
+//!
+//! The managers may have different error types. The group's error is a [`GroupError`] that
+//! holds, per position, the [`Fault`] of that manager if it had one: nothing is lost, and
+//! [`Error::flatten`](crate::Error::flatten) turns the whole result into your error type.
+//!
+//! Every member's error must be `Debug + 'static`, because the members to its left may
+//! look at it through [`Failure`](crate::Failure).
+//!
+//! # Managers that depend on each other
+//!
+//! A tuple's managers are built before any of them is entered, so the second cannot be made
+//! from the first one's resource (Python's `async with connect() as c, c.transaction() as tx`).
+//! Nest two `with`s for that; [`Error::flatten_nested`](crate::Error::flatten_nested) turns
+//! the nested error into yours in one call:
+//!
+//! ```
+//! # futures_executor::block_on(async {
+//! use async_with::{AsyncEnter, Error, Status, from_fns, with};
+//!
+//! struct Conn;
+//! struct Tx<'c> { _conn: &'c mut Conn, rows: u32 }
+//!
+//! #[derive(Debug, PartialEq)]
+//! enum AppError { Io(&'static str), Db(&'static str), Parse }
+//! impl From<&'static str> for AppError { fn from(e: &'static str) -> Self { AppError::Db(e) } }
+//! impl From<std::io::ErrorKind> for AppError { fn from(_: std::io::ErrorKind) -> Self { AppError::Io("io") } }
+//!
+//! fn connect() -> impl AsyncEnter<Resource = Conn, Error = std::io::ErrorKind> {
+//!     from_fns(async || Ok(Conn), async |_c: Conn, _s: Status| Ok(()))
+//! }
+//! fn transaction(conn: &mut Conn) -> impl AsyncEnter<Resource = Tx<'_>, Error = &'static str> {
+//!     from_fns(async move || Ok(Tx { _conn: conn, rows: 0 }), async |_t: Tx<'_>, _s: Status| Ok(()))
+//! }
+//!
+//! async fn insert() -> Result<u32, AppError> {
+//!     with(connect(), async |conn| {
+//!         with(transaction(conn), async |tx| -> Result<u32, AppError> {
+//!             tx.rows += 1;
+//!             if tx.rows == 0 { return Err(AppError::Parse) }
+//!             Ok(tx.rows)
+//!         })
+//!         .await
+//!     })
+//!     .await
+//!     .map_err(Error::flatten_nested)
+//! }
+//! assert_eq!(insert().await, Ok(1));
+//! # });
+//! ```
+
+mod array;
+mod error;
+mod pair;
+mod tuple;
+
+pub use self::array::{ArrayEnter, ArrayExit, ArrayExitFuture, ArrayOf};
+pub use self::error::{Fault, FaultList, Faults, GroupError};
+pub use self::pair::{Leaf, Member, Pair, PairEnter, PairExit, PairExitFuture};
+pub use self::tuple::{Shape, TupleEnter, TupleExit, TupleExitFuture};
+
+use crate::outcome::{Failure, Outcome, Status};
+
+/// Stands for the body's error when an exit future of a group is polled through
+/// `Future::poll` instead of [`AsyncExit::poll_exit`], which is the only way the error can
+/// be lent again.
+struct Unlent;
+
+impl core::fmt::Debug for Unlent {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("<the body's error, not lent: exit polled without `poll_exit`>")
+    }
+}
+
+/// The outcome to show when a group's exit future is polled without one: the status it was
+/// created with, with a stand-in for the body's error.
+fn outcome_of(status: Status) -> Outcome<'static> {
+    static UNLENT: Unlent = Unlent;
+    match status {
+        Status::Success => Outcome::Success,
+        Status::Failure => Outcome::Failure(Failure::new(&UNLENT)),
+        Status::Panicked => Outcome::Panicked,
+    }
+}
+
+/// The outcome a member sees: the newest failure if there is one, the body's otherwise.
+fn newest<'a, X: core::fmt::Debug + 'static>(
+    fault: Option<&'a X>,
+    outcome: Outcome<'a>,
+) -> Outcome<'a> {
+    match fault {
+        Some(error) => Outcome::Failure(Failure::new(error)),
+        None => outcome,
+    }
+}

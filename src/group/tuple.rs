@@ -1,0 +1,243 @@
+//! Tuples of managers, `(A, B)` up to `(A, B, C, D, E, F, G, H)`, as managers: run as pairs
+//! nested to the left, with the resources and faults laid out flat.
+
+use core::fmt;
+use core::future::Future;
+use core::pin::Pin;
+use core::task::{Context, Poll, ready};
+
+use pin_project_lite::pin_project;
+
+use super::error::{Fault, GroupError};
+use super::outcome_of;
+use super::pair::{Leaf, Pair};
+use crate::manager::{AsyncEnter, AsyncExit};
+use crate::outcome::{Outcome, Status};
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// A tuple of managers, seen as the pairs it runs as. Sealed; implemented for tuples of 2 to
+/// 8 managers whose errors are `Debug + 'static`.
+pub trait Shape: sealed::Sealed {
+    /// The pairs, nested to the left: `Pair<Pair<Leaf<A>, B>, C>` for `(A, B, C)`.
+    type Nested: AsyncEnter;
+    /// The tuple of resources.
+    type Resource;
+    /// The tuple of per-manager faults.
+    type Faults;
+
+    /// The managers as pairs.
+    fn nest(self) -> Self::Nested;
+    /// Nested resources laid out flat.
+    fn flatten(resource: <Self::Nested as AsyncEnter>::Resource) -> Self::Resource;
+    /// Flat resources nested again, for exit.
+    fn unflatten(resource: Self::Resource) -> <Self::Nested as AsyncEnter>::Resource;
+    /// Nested faults laid out flat.
+    fn flatten_faults(faults: <Self::Nested as AsyncEnter>::Error) -> Self::Faults;
+}
+
+type Nested<T> = <T as Shape>::Nested;
+type NestedExit<T> = <Nested<T> as AsyncEnter>::Exit;
+type NestedResource<T> = <Nested<T> as AsyncEnter>::Resource;
+type NestedExitFuture<T> = <NestedExit<T> as AsyncExit<NestedResource<T>>>::Future;
+
+pin_project! {
+    /// Enter future of a tuple of managers: enters them left to right.
+    #[must_use = "futures do nothing unless you `.await` or poll them"]
+    pub struct TupleEnter<T>
+    where
+        T: Shape,
+    {
+        #[pin]
+        inner: <Nested<T> as AsyncEnter>::Enter,
+    }
+}
+
+impl<T: Shape> Future for TupleEnter<T> {
+    type Output = Result<(T::Resource, TupleExit<T>), GroupError<T::Faults>>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Poll::Ready(match ready!(self.project().inner.poll(cx)) {
+            Ok((resource, exit)) => Ok((T::flatten(resource), TupleExit { inner: exit })),
+            Err(faults) => Err(GroupError {
+                faults: T::flatten_faults(faults),
+            }),
+        })
+    }
+}
+
+impl<T: Shape> fmt::Debug for TupleEnter<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TupleEnter").finish_non_exhaustive()
+    }
+}
+
+/// Exit handle of a tuple of managers: exits them right to left.
+pub struct TupleExit<T: Shape> {
+    inner: NestedExit<T>,
+}
+
+impl<T: Shape> fmt::Debug for TupleExit<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TupleExit").finish_non_exhaustive()
+    }
+}
+
+impl<T: Shape> AsyncExit<T::Resource> for TupleExit<T> {
+    type Error = GroupError<T::Faults>;
+    type Future = TupleExitFuture<T>;
+
+    #[inline]
+    fn exit(self, resource: T::Resource, outcome: Outcome<'_>) -> Self::Future {
+        TupleExitFuture {
+            status: outcome.status(),
+            inner: self.inner.exit(T::unflatten(resource), outcome),
+        }
+    }
+
+    #[inline]
+    fn cancel(self, resource: T::Resource) {
+        self.inner.cancel(T::unflatten(resource));
+    }
+
+    #[inline]
+    fn poll_exit(
+        future: Pin<&mut Self::Future>,
+        cx: &mut Context<'_>,
+        outcome: Outcome<'_>,
+    ) -> Poll<Result<(), Self::Error>> {
+        let inner = future.project().inner;
+        let exited = ready!(NestedExit::<T>::poll_exit(inner, cx, outcome));
+        Poll::Ready(exited.map_err(|faults| GroupError {
+            faults: T::flatten_faults(faults),
+        }))
+    }
+}
+
+pin_project! {
+    /// Exit future of a tuple of managers. Dropped mid-way, it drops the running exit future
+    /// and cancels the managers to its left.
+    ///
+    /// Polled as a plain `Future` rather than through [`AsyncExit::poll_exit`], the managers
+    /// after the first see a stand-in for the body's error, with the same [`Status`].
+    #[must_use = "futures do nothing unless you `.await` or poll them"]
+    pub struct TupleExitFuture<T>
+    where
+        T: Shape,
+    {
+        status: Status,
+        #[pin]
+        inner: NestedExitFuture<T>,
+    }
+}
+
+impl<T: Shape> Future for TupleExitFuture<T> {
+    type Output = Result<(), GroupError<T::Faults>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let outcome = outcome_of(self.status);
+        TupleExit::<T>::poll_exit(self, cx, outcome)
+    }
+}
+
+impl<T: Shape> fmt::Debug for TupleExitFuture<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TupleExitFuture").finish_non_exhaustive()
+    }
+}
+
+/// `Pair<Pair<Leaf<A>, B>, C>` for `A B C`.
+macro_rules! nested_type {
+    (@acc $acc:ty;) => { $acc };
+    (@acc $acc:ty; $next:ident $($rest:ident)*) => { nested_type!(@acc Pair<$acc, $next>; $($rest)*) };
+    ($first:ident $($rest:ident)*) => { nested_type!(@acc Leaf<$first>; $($rest)*) };
+}
+
+/// `Pair::new(Pair::new(Leaf(a), b), c)` for `a b c`.
+macro_rules! nested_managers {
+    (@acc $acc:expr;) => { $acc };
+    (@acc $acc:expr; $next:ident $($rest:ident)*) => {
+        nested_managers!(@acc Pair::new($acc, $next); $($rest)*)
+    };
+    ($first:ident $($rest:ident)*) => { nested_managers!(@acc Leaf($first); $($rest)*) };
+}
+
+/// `((a, b), c)` for `a b c`: a pattern or an expression.
+macro_rules! nested_pattern {
+    (@acc $acc:tt;) => { $acc };
+    (@acc $acc:tt; $next:ident $($rest:ident)*) => { nested_pattern!(@acc ($acc, $next); $($rest)*) };
+    ($first:ident $($rest:ident)*) => { nested_pattern!(@acc $first; $($rest)*) };
+}
+
+/// `AsyncEnter` for one tuple arity: `tuple_manager!(A a, B b, ..)`.
+macro_rules! tuple_manager {
+    ($($M:ident $m:ident),+) => {
+        impl<$($M),+> sealed::Sealed for ($($M,)+)
+        where
+            $($M: AsyncEnter<Error: fmt::Debug + 'static>),+
+        {
+        }
+
+        impl<$($M),+> Shape for ($($M,)+)
+        where
+            $($M: AsyncEnter<Error: fmt::Debug + 'static>),+
+        {
+            type Nested = nested_type!($($M)+);
+            type Resource = ($($M::Resource,)+);
+            type Faults = ($(Option<Fault<$M::Error>>,)+);
+
+            #[inline]
+            fn nest(self) -> Self::Nested {
+                let ($($m,)+) = self;
+                nested_managers!($($m)+)
+            }
+
+            #[inline]
+            fn flatten(resource: <Self::Nested as AsyncEnter>::Resource) -> Self::Resource {
+                let nested_pattern!($($m)+) = resource;
+                ($($m,)+)
+            }
+
+            #[inline]
+            fn unflatten(resource: Self::Resource) -> <Self::Nested as AsyncEnter>::Resource {
+                let ($($m,)+) = resource;
+                nested_pattern!($($m)+)
+            }
+
+            #[inline]
+            fn flatten_faults(faults: <Self::Nested as AsyncEnter>::Error) -> Self::Faults {
+                let nested_pattern!($($m)+) = faults;
+                ($($m,)+)
+            }
+        }
+
+        /// A tuple of managers is a manager: see the [module docs](crate::group).
+        impl<$($M),+> AsyncEnter for ($($M,)+)
+        where
+            $($M: AsyncEnter<Error: fmt::Debug + 'static>),+
+        {
+            type Resource = ($($M::Resource,)+);
+            type Error = GroupError<($(Option<Fault<$M::Error>>,)+)>;
+            type Exit = TupleExit<Self>;
+            type Enter = TupleEnter<Self>;
+
+            #[inline]
+            fn enter(self) -> Self::Enter {
+                TupleEnter {
+                    inner: Shape::nest(self).enter(),
+                }
+            }
+        }
+    };
+}
+
+tuple_manager!(A a, B b);
+tuple_manager!(A a, B b, C c);
+tuple_manager!(A a, B b, C c, D d);
+tuple_manager!(A a, B b, C c, D d, E e);
+tuple_manager!(A a, B b, C c, D d, E e, F f);
+tuple_manager!(A a, B b, C c, D d, E e, F f, G g);
+tuple_manager!(A a, B b, C c, D d, E e, F f, G g, H h);
