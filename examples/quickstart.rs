@@ -1,11 +1,13 @@
 //! Quickstart: power a sensor up, read it, power it down — also when the read fails.
 //!
 //! The sensor is simulated: each operation takes a few polls, like a peripheral whose status
-//! register reads "busy" for a while. A ten-line executor at the bottom runs everything, so the
-//! example needs no runtime and prints every step.
+//! register reads "busy" for a while. A ten-line executor at the bottom of this file
+//! (`block_on`) runs everything, so the example needs no runtime and prints every step; any
+//! executor (tokio, smol, futures-executor, Embassy) would do the same.
 //!
 //! Run it with `cargo run --example quickstart`.
 
+use core::convert::Infallible;
 use core::future::Future;
 use core::mem::size_of_val;
 use core::pin::{Pin, pin};
@@ -23,6 +25,8 @@ enum SensorError {
 /// A simulated temperature sensor on a bus.
 struct Sensor {
     powered: bool,
+    /// Bits per reading.
+    resolution: u8,
     /// Readings in centidegrees, served one per read; `None` simulates a timeout.
     readings: [Option<i16>; 3],
     next: usize,
@@ -67,27 +71,56 @@ fn powered(sensor: &mut Sensor) -> impl AsyncEnter<Resource = &mut Sensor, Error
     )
 }
 
-/// Reads the sensor `n` times and averages, inside one power cycle.
-async fn average(sensor: &mut Sensor, n: i32) -> Result<i16, Error<SensorError, SensorError>> {
+/// Sets the resolution inside one power cycle. The body cannot fail: it returns `()`, so the
+/// body's error type is `Infallible` and only the manager's error can come back.
+async fn configure(sensor: &mut Sensor, bits: u8) -> Result<(), Error<SensorError, Infallible>> {
     with(powered(sensor), async |sensor| {
-        let mut sum = 0_i32;
-        for _ in 0..n {
-            let reading = sensor.read().await?;
-            println!("  body:  read {}.{:02} °C", reading / 100, reading % 100);
-            sum += i32::from(reading);
-        }
-        Ok((sum / n) as i16)
+        sensor.resolution = bits;
+        println!("  body:  resolution set to {bits} bits");
     })
     .await
 }
 
+/// Reads the sensor `n` times and averages, inside one power cycle.
+async fn average(sensor: &mut Sensor, n: i32) -> Result<i16, Error<SensorError, SensorError>> {
+    // `?` in the body: the return type after `|sensor|` tells it which error to convert into.
+    with(
+        powered(sensor),
+        async |sensor| -> Result<i16, SensorError> {
+            let mut sum = 0_i32;
+            for _ in 0..n {
+                let reading = sensor.read().await?;
+                println!("  body:  read {}.{:02} °C", reading / 100, reading % 100);
+                sum += i32::from(reading);
+            }
+            Ok((sum / n) as i16)
+        },
+    )
+    .await
+}
+
 fn main() {
-    println!("1. two good readings:");
+    println!(
+        "executor: `block_on` in examples/quickstart.rs, a poll loop with a no-op waker (no runtime)"
+    );
+
+    println!("1. configure (a body that cannot fail):");
     let mut sensor = Sensor {
         powered: false,
+        resolution: 10,
         readings: [Some(2150), Some(2170), None],
         next: 0,
     };
+    let (result, polls) = block_on(configure(&mut sensor, 12));
+    println!(
+        "  => {:?} after {polls} polls; powered afterwards: {}",
+        result.map_err(Error::into_manager),
+        sensor.powered
+    );
+    assert_eq!(sensor.resolution, 12);
+    assert!(!sensor.powered);
+
+    println!("2. two good readings:");
     let (result, polls) = block_on(average(&mut sensor, 2));
     println!(
         "  => {result:?} after {polls} polls; powered afterwards: {}",
@@ -96,9 +129,10 @@ fn main() {
     assert_eq!(result, Ok(2160));
     assert!(!sensor.powered);
 
-    println!("2. the second reading times out:");
+    println!("3. the second reading times out:");
     let mut sensor = Sensor {
         powered: false,
+        resolution: 12,
         readings: [Some(2150), None, None],
         next: 0,
     };
@@ -113,9 +147,10 @@ fn main() {
         "exit powered the sensor down on the error path too"
     );
 
-    println!("3. what it costs:");
+    println!("4. what it costs:");
     let mut sensor = Sensor {
         powered: false,
+        resolution: 12,
         readings: [Some(2150), Some(2170), None],
         next: 0,
     };
