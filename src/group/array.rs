@@ -126,6 +126,7 @@ where
             count: 0,
             faults: <[M; N]>::no_faults(),
             newest: None,
+            finished: false,
         }
     }
 }
@@ -150,6 +151,7 @@ pin_project! {
         count: usize,
         faults: A::Faults,
         newest: Option<usize>,
+        finished: bool,
     }
 
     impl<A> PinnedDrop for ArrayEnter<A>
@@ -175,23 +177,16 @@ impl<A: ArrayOf> Future for ArrayEnter<A> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
+        assert!(!*this.finished, "`ArrayEnter` polled after completion");
         while let Some(future) = this.entering.as_mut().as_pin_mut() {
-            let entered = match future.poll(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(entered) => entered,
-            };
+            let entered = ready!(future.poll(cx));
             this.entering.set(None);
             match entered {
                 Ok(pair) => {
                     this.entered.as_mut()[*this.count] = Some(pair);
                     *this.count += 1;
-                    match this.managers.next() {
-                        Some(manager) => this.entering.set(Some(manager.enter())),
-                        None => {
-                            let (resources, exits) = A::all_entered(this.entered);
-                            *this.count = 0;
-                            return Poll::Ready(Ok((resources, ArrayExit { exits })));
-                        }
+                    if let Some(manager) = this.managers.next() {
+                        this.entering.set(Some(manager.enter()));
                     }
                 }
                 Err(error) => {
@@ -200,15 +195,19 @@ impl<A: ArrayOf> Future for ArrayEnter<A> {
                 }
             }
         }
+        if this.newest.is_none() {
+            // Every manager entered (or there are none).
+            *this.finished = true;
+            let (resources, exits) = A::all_entered(this.entered);
+            *this.count = 0;
+            return Poll::Ready(Ok((resources, ArrayExit { exits })));
+        }
         loop {
             if let Some(future) = this.unwinding.as_mut().as_pin_mut() {
                 let fault = this.newest.map(|i| this.faults.as_mut()[i].as_ref());
                 let fault = fault.flatten().map(Fault::inner);
                 let outcome = newest(fault, Outcome::Success);
-                let exited = match ExitOf::<A>::poll_exit(future, cx, outcome) {
-                    Poll::Pending => return Poll::Pending,
-                    Poll::Ready(exited) => exited,
-                };
+                let exited = ready!(ExitOf::<A>::poll_exit(future, cx, outcome));
                 this.unwinding.set(None);
                 if let Err(error) = exited {
                     this.faults.as_mut()[*this.count] = Some(Fault::Exit(error));
@@ -216,12 +215,8 @@ impl<A: ArrayOf> Future for ArrayEnter<A> {
                 }
             }
             if *this.count == 0 {
+                *this.finished = true;
                 let faults = mem::replace(this.faults, A::no_faults());
-                assert!(
-                    this.newest.is_some(),
-                    "`ArrayEnter` polled after completion"
-                );
-                *this.newest = None;
                 return Poll::Ready(Err(GroupError { faults }));
             }
             *this.count -= 1;

@@ -1,6 +1,6 @@
 //! Several managers entered as one: tuples `(A, B, ..)` and arrays `[M; N]`.
 //!
-//! A tuple (up to 8 managers) or an array of managers is itself an [`AsyncEnter`], whose
+//! A tuple (up to 8 managers) or an array of managers is itself an [`AsyncEnter`](crate::AsyncEnter), whose
 //! resource is the tuple (array) of resources:
 //!
 //! ```
@@ -24,11 +24,11 @@
 //! - enter runs left to right, each awaited to completion before the next starts;
 //! - after the body, exit runs right to left;
 //! - if a manager's enter fails, those already entered exit, right to left, and see that
-//!   failure as their [`Outcome`](crate::Outcome);
+//!   failure as their [`Outcome`];
 //! - if an exit fails, the exits to its left see that failure (the newest one, as Python
 //!   passes the newest exception outward); otherwise they see the body's outcome;
 //! - dropped mid-group, the running phase's future is dropped first, then every manager that
-//!   was entered and has not exited gets its synchronous [`AsyncExit::cancel`], right to left,
+//!   was entered and has not exited gets its synchronous [`AsyncExit::cancel`](crate::AsyncExit::cancel), right to left,
 //!   exactly once.
 //!
 //! The managers may have different error types. The group's error is a [`GroupError`] that
@@ -36,7 +36,7 @@
 //! [`Error::flatten`](crate::Error::flatten) turns the whole result into your error type.
 //!
 //! Every member's error must be `Debug + 'static`, because the members to its left may
-//! look at it through [`Failure`](crate::Failure).
+//! look at it through [`Failure`].
 //!
 //! # Managers that depend on each other
 //!
