@@ -1,4 +1,5 @@
-//! Compile-fail tests (S10, S11): the body cannot carry the borrowed resource out of `with`,
+//! Compile-fail tests (S10, S11, S13, S18): the body cannot carry a borrowed resource out of `with`
+//! (one manager or a tuple), a `SendManager` cannot be built from non-`Send` parts,
 //! nothing can reach it after the future completed, a plain closure returning `async move`
 //! is rejected, and `WithFuture` is `#[must_use]` (`!Unpin` is checked in `auto_traits.rs`).
 //!

@@ -37,6 +37,13 @@ fn main() {
     let mut cx = Context::from_waker(Waker::noop());
     assert_eq!(fut.as_mut().poll(&mut cx), Poll::Ready(Ok(5)));
 
+    // A tuple's body returns a value computed from the resources (return_tuple_resource.rs).
+    let sum = futures_executor::block_on(with(
+        (nullcontext(1_u8), nullcontext(2_u8)),
+        async |(a, b)| Ok::<_, ()>(*a + *b),
+    ));
+    assert_eq!(sum, Ok(3));
+
     // Awaited (must_use.rs).
     let _awaited = futures_executor::block_on(with(nullcontext(5_u32), async |r| Ok::<_, ()>(*r)));
 }
