@@ -1,21 +1,24 @@
 #!/usr/bin/env bash
 # Instruction counts per enter–body–exit cycle of scenario (b) (every phase Pending once), for
-# each variant, counted by valgrind's callgrind: deterministic for a given binary, so changes
+# each variant, and of scenarios (d) three nested and (e) three as a tuple (`*_nested`,
+# `with_tuple`), counted by valgrind's callgrind: deterministic for a given binary, so changes
 # can be compared on a noisy machine.
 #
-#   bash benches/callgrind.sh [cycles]       # default 10000 cycles per variant
+#   bash benches/callgrind.sh [cycles] [cargo flags]   # default 10000 cycles per variant
+#   bash benches/callgrind.sh 10000 --no-default-features   # without `std` (no panic catching)
 #
 # Needs valgrind (Debian: `apt-get install valgrind`).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 n="${1:-10000}"
+shift || true
 
-cargo build --release --example bench_table >&2
+cargo build --release --example bench_table "$@" >&2
 bin="${CARGO_TARGET_DIR:-target}/release/examples/bench_table"
 out=$(mktemp -d)
 
 printf '| variant | instructions per cycle |\n|---|---:|\n'
-for variant in with async_fn boxed combinators; do
+for variant in with async_fn boxed combinators with_nested with_tuple async_fn_nested; do
   valgrind --tool=callgrind --callgrind-out-file="$out/$variant.out" \
     --collect-atstart=no --toggle-collect='bench_table::cycles' \
     "$bin" cycles "$variant" "$n" 2>"$out/$variant.log"

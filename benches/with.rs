@@ -2,7 +2,8 @@
 //! futures-util combinator chain. Run with `cargo bench --bench with`.
 //!
 //! Scenarios: (a) every phase ready at once; (b) every phase `Pending` once; (c) the body
-//! fails and exit rolls back; (d) three managers nested, every phase `Pending` once.
+//! fails and exit rolls back; (d) three managers nested, every phase `Pending` once; (e) the
+//! same three managers as one tuple.
 
 mod scenarios;
 
@@ -41,6 +42,16 @@ fn cycles(c: &mut Criterion) {
         b.iter(|| run(async_fn_nested(black_box(true))))
     });
     group.bench_function("boxed", |b| b.iter(|| run(boxed_nested(black_box(true)))));
+    group.finish();
+
+    // (e): the same three managers as one tuple, against the nested `async fn`.
+    let mut group = c.benchmark_group("e_tuple3");
+    group.bench_function("with", |b| {
+        b.iter(|| run(with_future_tuple(black_box(true))))
+    });
+    group.bench_function("async_fn", |b| {
+        b.iter(|| run(async_fn_nested(black_box(true))))
+    });
     group.finish();
 }
 

@@ -52,7 +52,8 @@ fn row<F: std::future::Future>(scenario: &str, variant: &str, make: impl Fn() ->
     println!("| {scenario} | {variant} | {size} | {allocs} |");
 }
 
-/// Runs `n` cycles of scenario (b) with `variant` (of scenario (a) when `pending` is false);
+/// Runs `n` cycles of scenario (b) with `variant` (of scenario (a) when `pending` is false;
+/// the `*_nested` and `with_tuple` variants run scenarios (d) and (e));
 /// the only function callgrind counts.
 #[inline(never)]
 fn cycles(variant: &str, n: u64, pending: bool) {
@@ -63,6 +64,9 @@ fn cycles(variant: &str, n: u64, pending: bool) {
             "async_fn" => drop(black_box(run(async_fn(pending, false)))),
             "boxed" => drop(black_box(run(boxed(pending, false)))),
             "combinators" => drop(black_box(run(combinators(pending, false)))),
+            "with_nested" => drop(black_box(run(with_future_nested(pending)))),
+            "with_tuple" => drop(black_box(run(with_future_tuple(pending)))),
+            "async_fn_nested" => drop(black_box(run(async_fn_nested(pending)))),
             other => panic!("unknown variant {other}"),
         }
     }
@@ -97,4 +101,5 @@ fn main() {
     row("(d) three nested", "`with`", || with_future_nested(true));
     row("(d) three nested", "`async fn`", || async_fn_nested(true));
     row("(d) three nested", "boxed body", || boxed_nested(true));
+    row("(e) three as a tuple", "`with`", || with_future_tuple(true));
 }

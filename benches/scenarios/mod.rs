@@ -116,8 +116,8 @@ pub async fn body_owned(
     (counter, out)
 }
 
-/// What the cycle returns in every variant.
-pub type Out<T, E> = Result<T, Error<Fault, E>>;
+/// What the cycle returns in every variant (`X`: the manager's error).
+pub type Out<T, E, X = Fault> = Result<T, Error<X, E>>;
 
 fn combine<T, E>(body: Result<T, E>, exit: Result<(), Fault>) -> Out<T, E> {
     match (body, exit) {
@@ -206,6 +206,29 @@ pub fn with_future_nested(pending: bool) -> impl Future<Output = Nested> {
         })
         .await
     })
+}
+
+/// The error of three managers as a tuple.
+pub type Tuple3 = Out<
+    u64,
+    Fault,
+    async_with::GroupError<(
+        Option<async_with::Fault<Fault>>,
+        Option<async_with::Fault<Fault>>,
+        Option<async_with::Fault<Fault>>,
+    )>,
+>;
+
+/// Scenario (e): the three managers of (d) as one tuple, every phase yielding once when
+/// `pending`.
+pub fn with_future_tuple(pending: bool) -> impl Future<Output = Tuple3> {
+    with(
+        (Open { pending }, Open { pending }, Open { pending }),
+        async move |(a, b, c)| {
+            let n = body(c, pending, false).await?;
+            Ok(n + a.n + b.n)
+        },
+    )
 }
 
 pub fn async_fn_nested(pending: bool) -> impl Future<Output = Nested> {

@@ -175,6 +175,7 @@ pin_project! {
 impl<A: ArrayOf> Future for ArrayEnter<A> {
     type Output = Result<(A::Resources, ArrayExit<A>), GroupError<A::Faults>>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         assert!(!*this.finished, "`ArrayEnter` polled after completion");
@@ -324,6 +325,7 @@ pin_project! {
 }
 
 impl<A: ArrayOf> ArrayExitFuture<A> {
+    #[inline]
     fn poll_with(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -363,6 +365,7 @@ impl<A: ArrayOf> ArrayExitFuture<A> {
 impl<A: ArrayOf> Future for ArrayExitFuture<A> {
     type Output = Result<(), GroupError<A::Faults>>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let outcome = outcome_of(self.status);
         self.poll_with(cx, outcome)

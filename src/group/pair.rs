@@ -177,6 +177,7 @@ where
 {
     type Output = Result<((L::Resource, R::Resource), PairExit<L, R>), PairFaults<L, R>>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut state = self.project().state;
         if let EnterProj::Left { future, .. } = state.as_mut().project() {
@@ -356,6 +357,7 @@ where
     L: Member,
     R: AsyncEnter<Error: fmt::Debug + 'static>,
 {
+    #[inline]
     fn poll_with(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -402,6 +404,7 @@ where
 {
     type Output = Result<(), PairFaults<L, R>>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let outcome = outcome_of(self.status);
         self.poll_with(cx, outcome)

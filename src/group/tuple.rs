@@ -137,6 +137,7 @@ pin_project! {
 impl<T: Shape> Future for TupleExitFuture<T> {
     type Output = Result<(), GroupError<T::Faults>>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let outcome = outcome_of(self.status);
         TupleExit::<T>::poll_exit(self, cx, outcome)
