@@ -12,7 +12,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use async_with::{AsyncEnter, AsyncExit, Error, Outcome, with};
+use std::convert::Infallible;
+
+use async_with::{AsyncEnter, AsyncExit, Error, Outcome, Status, from_fns, with};
 
 /// A store shared by reference; every call takes one round trip (one `Pending`).
 struct Store {
@@ -134,6 +136,80 @@ async fn transfer(
     .await
 }
 
+/// An audit entry around a transaction: written when the transaction starts and when it has
+/// ended, with how it ended. It cannot fail.
+fn audit<'s>(
+    store: &'s Store,
+    what: &'static str,
+) -> impl AsyncEnter<Resource = &'static str, Error = Infallible> + 's {
+    from_fns(
+        async move || {
+            store.log.borrow_mut().push(format!("AUDIT start: {what}"));
+            Ok(what)
+        },
+        async move |what: &'static str, status: Status| {
+            Then::new(()).await; // the audit write is a round trip too
+            let line = format!("AUDIT end: {what} ({status:?})");
+            store.log.borrow_mut().push(line);
+            Ok(())
+        },
+    )
+}
+
+/// The application's error: every failure of the audited transfer, flattened into one type.
+#[derive(Debug, PartialEq)]
+enum AppError {
+    Db(DbError),
+    Transfer(TransferError),
+}
+
+impl From<DbError> for AppError {
+    fn from(e: DbError) -> Self {
+        AppError::Db(e)
+    }
+}
+
+impl From<TransferError> for AppError {
+    fn from(e: TransferError) -> Self {
+        AppError::Transfer(e)
+    }
+}
+
+impl From<Infallible> for AppError {
+    fn from(never: Infallible) -> Self {
+        match never {}
+    }
+}
+
+/// Two managers in one `with`, as Python's `async with audit(..), begin(..) as tx:` — the
+/// audit entry is entered first and exited last, after the transaction has committed or
+/// rolled back.
+async fn audited_transfer(
+    store: &Store,
+    from: &'static str,
+    to: &'static str,
+    amount: i64,
+) -> Result<i64, AppError> {
+    with(
+        (audit(store, "transfer"), Begin(store)),
+        async |(_audit, tx)| -> Result<i64, AppError> {
+            let balance = tx.get(from).await;
+            if balance < amount {
+                return Err(TransferError::InsufficientFunds {
+                    balance,
+                    wanted: amount,
+                })?;
+            }
+            tx.set(from, balance - amount).await;
+            let other = tx.get(to).await;
+            tx.set(to, other + amount).await;
+            Ok(balance - amount)
+        },
+    )
+    .await
+    .map_err(Error::flatten)
+}
+
 fn main() {
     let store = Store {
         data: RefCell::new(BTreeMap::from([("alice", 100), ("bob", 20)])),
@@ -169,6 +245,38 @@ fn main() {
     println!("transfer with a failing commit: {lost:?}");
     assert_eq!(lost, Err(Error::Exit(DbError::CommitFailed)));
     assert_eq!(flaky.data.borrow()["alice"], 70, "nothing was written");
+
+    // A tuple of managers: the audit entry around the transaction.
+    let store = Store {
+        fail_commit: false,
+        ..flaky
+    };
+    store.log.borrow_mut().clear();
+    let audited = futures_executor::block_on(audited_transfer(&store, "alice", "bob", 5));
+    let refused = futures_executor::block_on(audited_transfer(&store, "alice", "bob", 1000));
+    println!("audited transfer 5 alice -> bob: {audited:?}");
+    println!("audited transfer 1000 alice -> bob: {refused:?}");
+    for line in store.log.borrow().iter() {
+        println!("  store: {line}");
+    }
+    assert_eq!(audited, Ok(65));
+    assert!(matches!(
+        refused,
+        Err(AppError::Transfer(TransferError::InsufficientFunds { .. }))
+    ));
+    assert_eq!(
+        store.log.borrow().as_slice(),
+        [
+            "AUDIT start: transfer",
+            "BEGIN",
+            r#"COMMIT {"alice": 65, "bob": 55}"#,
+            "AUDIT end: transfer (Success)",
+            "AUDIT start: transfer",
+            "BEGIN",
+            "ROLLBACK because Failure(Transfer(InsufficientFunds { balance: 65, wanted: 1000 }))",
+            "AUDIT end: transfer (Failure)",
+        ]
+    );
 }
 
 /// A named future (as a hand-written driver would have) that answers after one round trip:
