@@ -98,6 +98,14 @@ pub struct Close<F> {
     close: F,
 }
 
+impl<F> Close<F> {
+    /// The exit handle that calls `close`; the exit stack's `adopt` uses it too.
+    #[cfg(feature = "alloc")]
+    pub(crate) fn new(close: F) -> Self {
+        Close { close }
+    }
+}
+
 impl<F> fmt::Debug for Close<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Close").finish_non_exhaustive()

@@ -16,6 +16,8 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+#[cfg(feature = "alloc")]
+mod arena;
 mod body;
 mod closing;
 mod error;
@@ -27,6 +29,9 @@ mod nullcontext;
 mod outcome;
 mod output;
 mod send_manager;
+#[cfg(feature = "alloc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
+pub mod stack;
 mod with;
 
 pub use crate::body::Body;
@@ -39,6 +44,9 @@ pub use crate::nullcontext::{NoExit, NullContext, nullcontext};
 pub use crate::outcome::{Failure, Outcome, Status};
 pub use crate::output::{BodyOutput, Value};
 pub use crate::send_manager::SendManager;
+#[cfg(feature = "alloc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
+pub use crate::stack::{CloseErrors, ExitStack, SendExitStack};
 pub use crate::with::{WithFuture, with};
 
 /// Re-exported from `futures-core`, so that `is_terminated` can be called without adding that

@@ -1,0 +1,609 @@
+//! [`ExitStack`]: managers entered at run time and exited together — Python's
+//! `contextlib.AsyncExitStack`, JavaScript's `AsyncDisposableStack`. Feature `alloc`.
+
+mod entry;
+mod error;
+
+use alloc::vec::Vec;
+use core::fmt;
+use core::future::{Future, Ready, ready};
+use core::marker::PhantomData;
+use core::pin::Pin;
+use core::task::{Context, Poll};
+
+use crate::arena::Arena;
+use crate::closing::Close as CloseFn;
+use crate::manager::{AsyncEnter, AsyncExit};
+use crate::outcome::{Failure, Outcome, Status};
+
+pub use self::entry::{Defer, OnExit, Registered, StackEntry};
+pub use self::error::CloseErrors;
+
+/// A stack of exits registered at run time, closed together in reverse order — Python's
+/// `AsyncExitStack`, JavaScript's `AsyncDisposableStack`.
+///
+/// Four kinds of entry, one last-in-first-out order across all of them:
+///
+/// | method | registers | Python | JavaScript |
+/// |---|---|---|---|
+/// | [`enter`](ExitStack::enter) | a manager, entered now; its resource is lent to you | `enter_async_context` | `use` |
+/// | [`adopt`](ExitStack::adopt) | a value with an async close function | `push_async_callback` + value | `adopt` |
+/// | [`defer`](ExitStack::defer) | an async closure | `push_async_callback` | `defer` |
+/// | [`push_exit`](ExitStack::push_exit) | an async closure that sees how the scope ended | `push_async_exit` | — |
+///
+/// The resources lent by `enter` and `adopt` are `&mut` borrows of the stack: usable side by
+/// side (open a connection per peer in a loop, then use them all), and ended by the borrow
+/// checker before the stack can be closed, moved or dropped.
+///
+/// [`close`](ExitStack::close) runs every exit, newest first, each seeing the newest failure
+/// of an exit before it (or success). The stack is itself a manager: with [`with`](crate::with)
+/// it is closed after the body, and its exits see the body's outcome, as in Python.
+///
+/// Every entry's error converts into `X` (through `From`), and every failure while closing is
+/// kept, in order, in a [`CloseErrors<X>`].
+///
+/// # Examples
+///
+/// ```
+/// # futures_executor::block_on(async {
+/// use async_with::{ExitStack, Status, from_fns};
+///
+/// fn connect(peer: &'static str) -> impl async_with::AsyncEnter<Resource = String, Error = String> {
+///     from_fns(async move || Ok(format!("conn:{peer}")), async |_c: String, _s: Status| Ok(()))
+/// }
+///
+/// let mut stack = ExitStack::<String>::new();
+/// let mut conns = Vec::new();
+/// for peer in ["a", "b", "c"] {
+///     conns.push(stack.enter(connect(peer)).await?);
+/// }
+/// for conn in &mut conns {
+///     conn.push('!'); // all three are usable together
+/// }
+/// assert_eq!(*conns[2], "conn:c!");
+/// drop(conns); // the borrows end before the stack can be closed
+/// stack.close().await.map_err(|e| e.into_vec().join(", "))?;
+/// # Ok::<(), String>(())
+/// # }).unwrap();
+/// ```
+///
+/// # Cancellation
+///
+/// Dropping the stack unclosed, or dropping the [`Close`] future (or the [`WithFuture`] the
+/// stack is managed by) mid-close, is cancellation: the exit under way has its future
+/// dropped, and every entry not yet closed gets its synchronous cancel hook
+/// ([`AsyncExit::cancel`] for entered managers; adopted values and deferred closures are
+/// dropped without running), newest first, exactly once — in a loop, without recursion.
+///
+/// [`WithFuture`]: crate::WithFuture
+///
+/// # Threads
+///
+/// `ExitStack<'a, X>` accepts entries that are not `Send` and is not `Send` itself. Its twin
+/// [`SendExitStack`] accepts only `Send` entries and is `Send` and `Sync` (on targets with
+/// compare-and-swap), so that a task holding one, and awaiting `enter` on it, can be spawned.
+pub struct ExitStack<'a, X, D: ?Sized + StackEntry<X> = dyn StackEntry<X> + 'a> {
+    arena: Arena<D>,
+    closed: bool,
+    _scope: Scope<'a, X>,
+}
+
+/// The stack's lifetime (what its entries may borrow) and error type, for variance only.
+type Scope<'a, X> = PhantomData<(&'a (), fn() -> X)>;
+
+/// An [`ExitStack`] whose entries are all `Send`, and which is therefore `Send` itself (and
+/// `Sync` where the target has compare-and-swap): what a spawned task holds.
+///
+/// ```
+/// use async_with::{SendExitStack, nullcontext};
+///
+/// fn assert_send<T: Send>(_: &T) {}
+///
+/// let stack = SendExitStack::<core::convert::Infallible>::new();
+/// let future = async move {
+///     let n = stack.enter(nullcontext(1_u8)).await.unwrap();
+///     *n += 1;
+/// };
+/// assert_send(&future);
+/// ```
+pub type SendExitStack<'a, X> = ExitStack<'a, X, dyn StackEntry<X> + Send + 'a>;
+
+mod sealed {
+    pub trait Sealed {}
+    impl<X> Sealed for dyn super::StackEntry<X> + '_ {}
+    impl<X> Sealed for dyn super::StackEntry<X> + Send + '_ {}
+}
+
+/// The entry type an [`ExitStack`] keeps (`dyn StackEntry<X> + 'a`, with `+ Send` for a
+/// [`SendExitStack`]) and the entries it can erase into it. Sealed.
+pub trait EntryList<E>: sealed::Sealed {
+    #[doc(hidden)]
+    fn erase(entry: *mut E) -> *mut Self;
+}
+
+impl<'a, X, E: StackEntry<X> + 'a> EntryList<E> for dyn StackEntry<X> + 'a {
+    fn erase(entry: *mut E) -> *mut Self {
+        entry
+    }
+}
+
+impl<'a, X, E: StackEntry<X> + Send + 'a> EntryList<E> for dyn StackEntry<X> + Send + 'a {
+    fn erase(entry: *mut E) -> *mut Self {
+        entry
+    }
+}
+
+impl<'a, X, D: ?Sized + StackEntry<X>> ExitStack<'a, X, D> {
+    /// An empty, open stack.
+    pub const fn new() -> Self {
+        ExitStack {
+            arena: Arena::new(),
+            closed: false,
+            _scope: PhantomData,
+        }
+    }
+
+    /// How many entries are registered and not yet closed.
+    pub fn len(&self) -> usize {
+        self.arena.len()
+    }
+
+    /// `true` if no entry is registered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// `true` once [`close`](ExitStack::close) has finished, or was cancelled.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    fn register<'s, R: 's, H>(&'s self, resource: R, exit: H) -> &'s mut R
+    where
+        H: AsyncExit<R>,
+        D: EntryList<Registered<R, H, X>>,
+    {
+        assert!(!self.closed, "registered an entry on a closed `ExitStack`");
+        self.arena.push(
+            Registered::new(resource, exit),
+            D::erase,
+            Registered::resource,
+        )
+    }
+
+    /// Enters `manager` now and registers its exit; lends its resource until the stack is
+    /// borrowed mutably (closed, moved or dropped).
+    ///
+    /// If entering fails, nothing is registered and the error is returned; entries
+    /// registered before are untouched. If this future is dropped while entering, nothing is
+    /// registered either.
+    ///
+    /// # Panics
+    ///
+    /// If the stack is closed.
+    ///
+    /// ```
+    /// # futures_executor::block_on(async {
+    /// use core::convert::Infallible;
+    /// use async_with::{ExitStack, nullcontext};
+    ///
+    /// // `nullcontext` cannot fail: a stack of `Infallible` errors.
+    /// let stack = ExitStack::<Infallible>::new();
+    /// let a = stack.enter(nullcontext(1)).await.unwrap();
+    /// let b = stack.enter(nullcontext(2)).await.unwrap();
+    /// *a += *b; // both borrowed at once
+    /// assert_eq!((*a, stack.len()), (3, 2));
+    /// # });
+    /// ```
+    pub async fn enter<'s, M>(&'s self, manager: M) -> Result<&'s mut M::Resource, M::Error>
+    where
+        M: AsyncEnter<Resource: 's>,
+        M::Exit: AsyncExit<M::Resource, Error: Into<X>>,
+        D: EntryList<Registered<M::Resource, M::Exit, X>>,
+    {
+        let (resource, exit) = manager.enter().await?;
+        Ok(self.register(resource, exit))
+    }
+
+    /// Registers `value` to be closed by `close` (an async function or closure taking it by
+    /// value), and lends it — Python's `aclosing` as an entry, JavaScript's `adopt`.
+    ///
+    /// On cancellation the value is dropped without `close`.
+    ///
+    /// # Panics
+    ///
+    /// If the stack is closed.
+    ///
+    /// ```
+    /// # futures_executor::block_on(async {
+    /// use async_with::ExitStack;
+    ///
+    /// struct File { flushed: bool }
+    /// async fn flush(mut file: File) -> Result<(), &'static str> {
+    ///     file.flushed = true; // an async flush would be awaited here
+    ///     Ok(())
+    /// }
+    ///
+    /// let mut stack = ExitStack::<&str>::new();
+    /// let file = stack.adopt(File { flushed: false }, flush);
+    /// assert!(!file.flushed);
+    /// assert_eq!(stack.close().await, Ok(()));
+    /// # });
+    /// ```
+    pub fn adopt<T, F, Fut, E>(&self, value: T, close: F) -> &mut T
+    where
+        F: FnOnce(T) -> Fut,
+        Fut: Future<Output = Result<(), E>>,
+        E: Into<X>,
+        D: EntryList<Registered<T, CloseFn<F>, X>>,
+    {
+        self.register(value, CloseFn::new(close))
+    }
+
+    /// Registers an async closure to run when the stack closes — Python's
+    /// `push_async_callback`, JavaScript's `defer`.
+    ///
+    /// On cancellation the closure is dropped without running.
+    ///
+    /// # Panics
+    ///
+    /// If the stack is closed.
+    ///
+    /// ```
+    /// # futures_executor::block_on(async {
+    /// use std::cell::RefCell;
+    /// use async_with::ExitStack;
+    ///
+    /// let log = RefCell::new(Vec::new());
+    /// let mut stack = ExitStack::<()>::new();
+    /// stack.defer(async || { log.borrow_mut().push("first registered"); Ok::<_, ()>(()) });
+    /// stack.defer(async || { log.borrow_mut().push("second registered"); Ok::<_, ()>(()) });
+    /// stack.close().await.unwrap();
+    /// assert_eq!(*log.borrow(), ["second registered", "first registered"]);
+    /// # });
+    /// ```
+    pub fn defer<F, Fut, E>(&self, f: F)
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<(), E>>,
+        E: Into<X>,
+        D: EntryList<Registered<(), Defer<F>, X>>,
+    {
+        self.register((), Defer::new(f));
+    }
+
+    /// Registers an async closure that runs when the stack closes and sees how the scope
+    /// ended (the body's [`Status`], or `Failure` after an exit before it failed) — Python's
+    /// `push_async_exit`.
+    ///
+    /// On cancellation the closure is dropped without running.
+    ///
+    /// # Panics
+    ///
+    /// If the stack is closed.
+    ///
+    /// ```
+    /// # futures_executor::block_on(async {
+    /// use std::cell::Cell;
+    /// use async_with::{ExitStack, Status, with};
+    ///
+    /// let rolled_back = Cell::new(false);
+    /// let result = with(ExitStack::<()>::new(), async |stack| {
+    ///     stack.push_exit(async |status: Status| {
+    ///         rolled_back.set(!status.is_success());
+    ///         Ok::<_, ()>(())
+    ///     });
+    ///     Err::<(), _>("body failed")
+    /// })
+    /// .await;
+    /// assert!(result.is_err());
+    /// assert!(rolled_back.get());
+    /// # });
+    /// ```
+    pub fn push_exit<F, Fut, E>(&self, f: F)
+    where
+        F: FnOnce(Status) -> Fut,
+        Fut: Future<Output = Result<(), E>>,
+        E: Into<X>,
+        D: EntryList<Registered<(), OnExit<F>, X>>,
+    {
+        self.register((), OnExit::new(f));
+    }
+
+    /// Moves every entry to a new, open stack without running anything — Python's
+    /// `pop_all`, JavaScript's `move`. This stack is left empty (and stays open).
+    ///
+    /// The pattern of a constructor that opens several resources and hands them to its
+    /// caller only if all of them opened: register each on a local stack (which, dropped on
+    /// an early return, cancels what was opened), then `pop_all` into the value returned.
+    ///
+    /// ```
+    /// # futures_executor::block_on(async {
+    /// use async_with::{ExitStack, nullcontext};
+    ///
+    /// let mut local = ExitStack::<core::convert::Infallible>::new();
+    /// local.enter(nullcontext(1)).await.unwrap();
+    /// local.enter(nullcontext(2)).await.unwrap();
+    /// let owned = local.pop_all();
+    /// assert_eq!((local.len(), owned.len()), (0, 2));
+    /// # });
+    /// ```
+    pub fn pop_all(&mut self) -> Self {
+        ExitStack {
+            arena: self.arena.take(),
+            closed: false,
+            _scope: PhantomData,
+        }
+    }
+}
+
+impl<'a, X, D> ExitStack<'a, X, D>
+where
+    X: fmt::Debug + 'static,
+    D: ?Sized + StackEntry<X>,
+{
+    /// Runs every exit, newest first; resolves to every failure, in order. Each exit sees
+    /// the newest failure of the exits before it, or `Success`.
+    ///
+    /// A second close runs nothing and resolves to `Ok(())`. Dropping the returned future
+    /// mid-way cancels the rest (see [Cancellation](ExitStack#cancellation)); the stack is
+    /// closed either way.
+    pub fn close(&mut self) -> Close<'_, 'a, X, D> {
+        Close {
+            stack: self,
+            closer: Closer::new(),
+        }
+    }
+
+    fn poll_close(
+        &mut self,
+        closer: &mut Closer<X>,
+        cx: &mut Context<'_>,
+        outcome: Outcome<'_>,
+    ) -> Poll<Result<(), CloseErrors<X>>> {
+        while let Some(mut top) = self.arena.top() {
+            let seen = match closer.errors.last() {
+                Some(error) => Outcome::Failure(Failure::new(error)),
+                None => outcome,
+            };
+            if !closer.started {
+                top.as_mut().start(seen);
+                closer.started = true;
+            }
+            let exited = match top.poll_exit(cx, seen) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(exited) => exited,
+            };
+            closer.started = false;
+            self.arena.pop();
+            if let Err(error) = exited {
+                closer.errors.push(error);
+            }
+        }
+        self.closed = true;
+        let errors = core::mem::take(&mut closer.errors);
+        Poll::Ready(if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(CloseErrors::new(errors))
+        })
+    }
+}
+
+impl<X, D: ?Sized + StackEntry<X>> Default for ExitStack<'_, X, D> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<X, D: ?Sized + StackEntry<X>> fmt::Debug for ExitStack<'_, X, D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExitStack")
+            .field("entries", &self.len())
+            .field("closed", &self.closed)
+            .finish()
+    }
+}
+
+impl<X, D: ?Sized + StackEntry<X>> ExitStack<'_, X, D> {
+    /// Synchronously cancels every entry, newest first, in a loop.
+    fn cancel_all(&mut self) {
+        while let Some(top) = self.arena.top() {
+            top.cancel();
+            self.arena.pop();
+        }
+    }
+}
+
+impl<X, D: ?Sized + StackEntry<X>> Drop for ExitStack<'_, X, D> {
+    fn drop(&mut self) {
+        self.cancel_all();
+    }
+}
+
+/// Progress of a close: the failures so far, and whether the top entry's exit has started.
+struct Closer<X> {
+    errors: Vec<X>,
+    started: bool,
+}
+
+// Nothing in a close is pinned: the entries live in their own heap cells.
+impl<X> Unpin for Closer<X> {}
+
+impl<X> Closer<X> {
+    fn new() -> Self {
+        Closer {
+            errors: Vec::new(),
+            started: false,
+        }
+    }
+}
+
+/// Future of [`ExitStack::close`]: exits every entry, newest first.
+///
+/// Dropped before it finished, it cancels what is left (see
+/// [Cancellation](ExitStack#cancellation)).
+#[must_use = "futures do nothing unless you `.await` or poll them"]
+pub struct Close<'s, 'a, X, D>
+where
+    X: fmt::Debug + 'static,
+    D: ?Sized + StackEntry<X>,
+{
+    stack: &'s mut ExitStack<'a, X, D>,
+    closer: Closer<X>,
+}
+
+impl<X, D> Future for Close<'_, '_, X, D>
+where
+    X: fmt::Debug + 'static,
+    D: ?Sized + StackEntry<X>,
+{
+    type Output = Result<(), CloseErrors<X>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        this.stack
+            .poll_close(&mut this.closer, cx, Outcome::Success)
+    }
+}
+
+impl<X, D> Drop for Close<'_, '_, X, D>
+where
+    X: fmt::Debug + 'static,
+    D: ?Sized + StackEntry<X>,
+{
+    fn drop(&mut self) {
+        if !self.stack.closed {
+            // Cancelled mid-close: the exit under way is dropped, the rest cancelled.
+            self.stack.cancel_all();
+            self.stack.closed = true;
+        }
+    }
+}
+
+impl<X, D> fmt::Debug for Close<'_, '_, X, D>
+where
+    X: fmt::Debug + 'static,
+    D: ?Sized + StackEntry<X>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Close")
+            .field("left", &self.stack.len())
+            .field("failures", &self.closer.errors.len())
+            .finish()
+    }
+}
+
+/// The stack is a manager: its resource is the stack itself, and exit closes it, each entry
+/// seeing the body's outcome (or the newest failure of an entry closed before it).
+///
+/// ```
+/// # futures_executor::block_on(async {
+/// use async_with::{ExitStack, Status, from_fns, with};
+///
+/// let peers = ["a", "b"];
+/// let total = with(ExitStack::<String>::new(), async |stack| -> Result<usize, String> {
+///     let mut lens = 0;
+///     for peer in peers {
+///         let conn = stack
+///             .enter(from_fns(async move || Ok::<_, String>(peer.repeat(2)), async |_: String, _: Status| Ok(())))
+///             .await?;
+///         lens += conn.len();
+///     }
+///     Ok(lens)
+/// })
+/// .await;
+/// assert_eq!(total.ok(), Some(4));
+/// # });
+/// ```
+impl<'a, X, D> AsyncEnter for ExitStack<'a, X, D>
+where
+    X: fmt::Debug + 'static,
+    D: ?Sized + StackEntry<X>,
+{
+    type Resource = Self;
+    type Error = CloseErrors<X>;
+    type Exit = StackExit;
+    type Enter = Ready<Result<(Self, StackExit), CloseErrors<X>>>;
+
+    fn enter(self) -> Self::Enter {
+        ready(Ok((self, StackExit)))
+    }
+}
+
+/// Exit handle of an [`ExitStack`] used as a manager: closes it.
+#[derive(Debug)]
+pub struct StackExit;
+
+impl<'a, X, D> AsyncExit<ExitStack<'a, X, D>> for StackExit
+where
+    X: fmt::Debug + 'static,
+    D: ?Sized + StackEntry<X>,
+{
+    type Error = CloseErrors<X>;
+    type Future = StackClose<'a, X, D>;
+
+    fn exit(self, stack: ExitStack<'a, X, D>, outcome: Outcome<'_>) -> Self::Future {
+        let mut close = StackClose {
+            stack,
+            closer: Closer::new(),
+        };
+        // The newest entry's exit is created now, with the body's error itself.
+        if let Some(top) = close.stack.arena.top() {
+            top.start(outcome);
+            close.closer.started = true;
+        }
+        close
+    }
+
+    fn poll_exit(
+        future: Pin<&mut Self::Future>,
+        cx: &mut Context<'_>,
+        outcome: Outcome<'_>,
+    ) -> Poll<Result<(), Self::Error>> {
+        let this = future.get_mut();
+        this.stack.poll_close(&mut this.closer, cx, outcome)
+    }
+}
+
+/// Exit future of an [`ExitStack`] used as a manager: owns the stack and closes it.
+///
+/// Polled as a plain `Future` rather than through [`AsyncExit::poll_exit`] (which
+/// [`WithFuture`](crate::WithFuture) uses), the entries after the first see `Success`
+/// instead of the body's outcome.
+#[must_use = "futures do nothing unless you `.await` or poll them"]
+pub struct StackClose<'a, X, D>
+where
+    X: fmt::Debug + 'static,
+    D: ?Sized + StackEntry<X>,
+{
+    stack: ExitStack<'a, X, D>,
+    closer: Closer<X>,
+}
+
+impl<X, D> Future for StackClose<'_, X, D>
+where
+    X: fmt::Debug + 'static,
+    D: ?Sized + StackEntry<X>,
+{
+    type Output = Result<(), CloseErrors<X>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        this.stack
+            .poll_close(&mut this.closer, cx, Outcome::Success)
+    }
+}
+
+impl<X, D> fmt::Debug for StackClose<'_, X, D>
+where
+    X: fmt::Debug + 'static,
+    D: ?Sized + StackEntry<X>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StackClose")
+            .field("left", &self.stack.len())
+            .field("failures", &self.closer.errors.len())
+            .finish()
+    }
+}
