@@ -6,7 +6,10 @@
 #
 #   bash benches/callgrind.sh [cycles] [cargo flags]   # default 10000 cycles per variant
 #   bash benches/callgrind.sh 10000 --no-default-features   # without `std` (no panic catching)
+#   VARIANTS="nested_with_10 stack_with_10 stack_close_10" bash benches/callgrind.sh 1000
+#                                          # other variants: scenario (f), see bench_table.rs
 #
+# Each count is per cycle (divide by N for per entry in scenario (f)).
 # Needs valgrind (Debian: `apt-get install valgrind`).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -18,7 +21,8 @@ bin="${CARGO_TARGET_DIR:-target}/release/examples/bench_table"
 out=$(mktemp -d)
 
 printf '| variant | instructions per cycle |\n|---|---:|\n'
-for variant in with async_fn boxed combinators with_nested with_tuple async_fn_nested; do
+variants="${VARIANTS:-with async_fn boxed combinators with_nested with_tuple async_fn_nested}"
+for variant in $variants; do
   valgrind --tool=callgrind --callgrind-out-file="$out/$variant.out" \
     --collect-atstart=no --toggle-collect='bench_table::cycles' \
     "$bin" cycles "$variant" "$n" 2>"$out/$variant.log"

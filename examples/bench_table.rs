@@ -5,6 +5,7 @@
 //! cargo run --release --example bench_table                 # the size / allocation table
 //! cargo run --release --example bench_table -- cycles with 1000   # 1000 cycles of scenario (b)
 //! cargo run --release --example bench_table -- cycles with 1000 ready   # of scenario (a)
+//! cargo run --release --example bench_table -- cycles stack_with_10 1000  # scenario (f), N = 10
 //! ```
 
 #[path = "../benches/scenarios/mod.rs"]
@@ -53,7 +54,8 @@ fn row<F: std::future::Future>(scenario: &str, variant: &str, make: impl Fn() ->
 }
 
 /// Runs `n` cycles of scenario (b) with `variant` (of scenario (a) when `pending` is false;
-/// the `*_nested` and `with_tuple` variants run scenarios (d) and (e));
+/// the `*_nested` and `with_tuple` variants run scenarios (d) and (e); `stack_with_N`,
+/// `stack_close_N` (N = 1, 10, 1000) and `nested_with_N` (N = 1, 10) run scenario (f));
 /// the only function callgrind counts.
 #[inline(never)]
 fn cycles(variant: &str, n: u64, pending: bool) {
@@ -67,8 +69,26 @@ fn cycles(variant: &str, n: u64, pending: bool) {
             "with_nested" => drop(black_box(run(with_future_nested(pending)))),
             "with_tuple" => drop(black_box(run(with_future_tuple(pending)))),
             "async_fn_nested" => drop(black_box(run(async_fn_nested(pending)))),
+            "nested_with_1" => drop(black_box(run(nested_with_1(pending)))),
+            "nested_with_10" => drop(black_box(run(nested_with_10(pending)))),
+            #[cfg(feature = "alloc")]
+            stack if stack.starts_with("stack_") => stack_cycle(stack, pending),
             other => panic!("unknown variant {other}"),
         }
+    }
+}
+
+/// One cycle of `stack_with_N` or `stack_close_N`.
+#[cfg(feature = "alloc")]
+fn stack_cycle(variant: &str, pending: bool) {
+    let (kind, n) = variant
+        .rsplit_once('_')
+        .expect("stack_with_N or stack_close_N");
+    let n: usize = black_box(n.parse().expect("N in stack_with_N"));
+    match kind {
+        "stack_with" => drop(black_box(run(stack_with(n, pending)))),
+        "stack_close" => drop(black_box(run(stack_close(n, pending)))),
+        other => panic!("unknown variant {other}_N"),
     }
 }
 
@@ -102,4 +122,24 @@ fn main() {
     row("(d) three nested", "`async fn`", || async_fn_nested(true));
     row("(d) three nested", "boxed body", || boxed_nested(true));
     row("(e) three as a tuple", "`with`", || with_future_tuple(true));
+    // (f): N managers through an `ExitStack` (N known at run time) against N nested `with`s
+    // (N static). The stack's future does not grow with N; its entries are on the heap.
+    row("(f) N = 1", "N nested `with`", || nested_with_1(true));
+    #[cfg(feature = "alloc")]
+    stack_rows(1);
+    row("(f) N = 10", "N nested `with`", || nested_with_10(true));
+    #[cfg(feature = "alloc")]
+    stack_rows(10);
+    #[cfg(feature = "alloc")]
+    stack_rows(1000);
+}
+
+/// Scenario (f) rows for the stack with `n` entries.
+#[cfg(feature = "alloc")]
+fn stack_rows(n: usize) {
+    let scenario = format!("(f) N = {n}");
+    row(&scenario, "`ExitStack` in `with`", || stack_with(n, true));
+    row(&scenario, "`ExitStack` + `close()`", || {
+        stack_close(n, true)
+    });
 }

@@ -279,3 +279,91 @@ pub fn run<F: Future>(future: F) -> F::Output {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Scenario (f): N managers entered and closed through an `ExitStack` (feature `alloc`), against
+// N nested `with`s where N is static. Each manager is the `Open` above; every manager but the
+// newest gets one increment, and the newest runs `body` (one step, one increment), so both
+// forms do the same work and return N.
+
+#[cfg(feature = "alloc")]
+#[allow(unused_imports)] // `benches/with.rs` uses none of it
+pub use self::stack::*;
+
+#[cfg(feature = "alloc")]
+mod stack {
+    use core::future::Future;
+
+    use async_with::{CloseErrors, Error, ExitStack, with};
+
+    use super::{Fault, Open, Out, body};
+
+    /// What a stack cycle returns: the body's (or an enter's) `Fault`, or every failure of
+    /// the close.
+    pub type StackOut = Out<u64, Fault, CloseErrors<Fault>>;
+
+    /// Enters `n` managers on `stack`, in a loop. `ExitStack::enter` is called by path:
+    /// with `AsyncEnter` in scope (as here), `stack.enter(m)` would resolve to
+    /// `AsyncEnter::enter(self)`, the stack being a manager itself.
+    pub async fn enter_n(
+        stack: &ExitStack<'_, Fault>,
+        n: usize,
+        pending: bool,
+    ) -> Result<u64, Fault> {
+        let mut sum = 0;
+        for i in 0..n {
+            let counter = ExitStack::enter(stack, Open { pending }).await?;
+            if i + 1 < n {
+                counter.n += 1;
+                sum += counter.n;
+            } else {
+                sum += body(counter, pending, false).await?;
+            }
+        }
+        Ok(sum)
+    }
+
+    /// `n` managers on a stack used as a manager: `with(ExitStack::new(), ..)` closes it after
+    /// the body, each exit seeing the body's outcome.
+    pub fn stack_with(n: usize, pending: bool) -> impl Future<Output = StackOut> {
+        with(ExitStack::<Fault>::new(), async move |stack| {
+            enter_n(stack, n, pending).await
+        })
+    }
+
+    /// `n` managers on a local stack closed explicitly with `close().await` (an enter or body
+    /// failure returns early and drops the stack, which cancels instead of closing).
+    pub async fn stack_close(n: usize, pending: bool) -> StackOut {
+        let mut stack = ExitStack::<Fault>::new();
+        let sum = enter_n(&stack, n, pending).await.map_err(Error::Body)?;
+        stack.close().await.map_err(Error::Exit)?;
+        Ok(sum)
+    }
+}
+
+/// `with`s nested as deep as there are tokens after `;` — N static. The innermost runs `body`;
+/// each outer one increments its counter and adds it to what the inner returned.
+macro_rules! nested_with {
+    ($pending:ident; $_last:tt) => {
+        with(Open { pending: $pending }, async move |c| {
+            body(c, $pending, false).await
+        })
+    };
+    ($pending:ident; $_head:tt $($rest:tt)+) => {
+        with(Open { pending: $pending }, async move |c| {
+            c.n += 1;
+            let n = c.n;
+            nested_with!($pending; $($rest)+).await.map(|m| m + n)
+        })
+    };
+}
+
+/// Scenario (f), N = 1, as one `with`: the baseline of the stack with one entry.
+pub fn nested_with_1(pending: bool) -> impl Future<Output = Result<u64, impl core::fmt::Debug>> {
+    nested_with!(pending; x)
+}
+
+/// Scenario (f), N = 10, as ten nested `with`s.
+pub fn nested_with_10(pending: bool) -> impl Future<Output = Result<u64, impl core::fmt::Debug>> {
+    nested_with!(pending; x x x x x x x x x x)
+}
