@@ -23,8 +23,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-// `AsyncEnter` is not imported: with it in scope, `stack.enter(m)` would resolve to
-// `AsyncEnter::enter(self)` (the stack is a manager too) instead of `ExitStack::enter`.
 use async_with::{AsyncExit, CloseErrors, Error, ExitStack, Outcome, Status, with};
 
 /// What can go wrong on the simulated network.
@@ -218,7 +216,7 @@ async fn sync_all(
             });
             let mut conns = Vec::new();
             for peer in peers {
-                match stack.enter(connect(net, peer)).await {
+                match stack.enter_context(connect(net, peer)).await {
                     Ok(conn) => conns.push(conn),
                     Err(error) => {
                         net.say(format!(
@@ -267,7 +265,7 @@ impl<'n> Cluster<'n> {
                 for peer in peers {
                     // The stack lends `&mut Conn` only while it is borrowed here; the cluster
                     // keeps handles.
-                    conns.push(stack.enter(connect(net, peer)).await?.clone());
+                    conns.push(stack.enter_context(connect(net, peer)).await?.clone());
                 }
                 net.say(format!(
                     "body:  all {} open, moving them to the cluster",

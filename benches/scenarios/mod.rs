@@ -302,9 +302,7 @@ mod stack {
     /// the close.
     pub type StackOut = Out<u64, Fault, CloseErrors<Fault>>;
 
-    /// Enters `n` managers on `stack`, in a loop. `ExitStack::enter` is called by path:
-    /// with `AsyncEnter` in scope (as here), `stack.enter(m)` would resolve to
-    /// `AsyncEnter::enter(self)`, the stack being a manager itself.
+    /// Enters `n` managers on `stack`, in a loop.
     pub async fn enter_n(
         stack: &ExitStack<'_, Fault>,
         n: usize,
@@ -312,7 +310,7 @@ mod stack {
     ) -> Result<u64, Fault> {
         let mut sum = 0;
         for i in 0..n {
-            let counter = ExitStack::enter(stack, Open { pending }).await?;
+            let counter = stack.enter_context(Open { pending }).await?;
             if i + 1 < n {
                 counter.n += 1;
                 sum += counter.n;

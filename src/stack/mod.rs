@@ -26,12 +26,12 @@ pub use self::error::CloseErrors;
 ///
 /// | method | registers | Python | JavaScript |
 /// |---|---|---|---|
-/// | [`enter`](ExitStack::enter) | a manager, entered now; its resource is lent to you | `enter_async_context` | `use` |
+/// | [`enter_context`](ExitStack::enter_context) | a manager, entered now; its resource is lent to you | `enter_async_context` | `use` |
 /// | [`adopt`](ExitStack::adopt) | a value with an async close function | `push_async_callback` + value | `adopt` |
 /// | [`defer`](ExitStack::defer) | an async closure | `push_async_callback` | `defer` |
 /// | [`push_exit`](ExitStack::push_exit) | an async closure that sees how the scope ended | `push_async_exit` | — |
 ///
-/// The resources lent by `enter` and `adopt` are `&mut` borrows of the stack: usable side by
+/// The resources lent by `enter_context` and `adopt` are `&mut` borrows of the stack: usable side by
 /// side (open a connection per peer in a loop, then use them all), and ended by the borrow
 /// checker before the stack can be closed, moved or dropped.
 ///
@@ -55,7 +55,7 @@ pub use self::error::CloseErrors;
 /// let mut stack = ExitStack::<String>::new();
 /// let mut conns = Vec::new();
 /// for peer in ["a", "b", "c"] {
-///     conns.push(stack.enter(connect(peer)).await?);
+///     conns.push(stack.enter_context(connect(peer)).await?);
 /// }
 /// for conn in &mut conns {
 ///     conn.push('!'); // all three are usable together
@@ -81,7 +81,8 @@ pub use self::error::CloseErrors;
 ///
 /// `ExitStack<'a, X>` accepts entries that are not `Send` and is not `Send` itself. Its twin
 /// [`SendExitStack`] accepts only `Send` entries and is `Send` and `Sync` (on targets with
-/// compare-and-swap), so that a task holding one, and awaiting `enter` on it, can be spawned.
+/// compare-and-swap), so that a task holding one, and awaiting `enter_context` on it, can be
+/// spawned.
 pub struct ExitStack<'a, X, D: ?Sized + StackEntry<X> = dyn StackEntry<X> + 'a> {
     arena: Arena<D>,
     closed: bool,
@@ -101,7 +102,7 @@ type Scope<'a, X> = PhantomData<(&'a (), fn() -> X)>;
 ///
 /// let stack = SendExitStack::<core::convert::Infallible>::new();
 /// let future = async move {
-///     let n = stack.enter(nullcontext(1_u8)).await.unwrap();
+///     let n = stack.enter_context(nullcontext(1_u8)).await.unwrap();
 ///     *n += 1;
 /// };
 /// assert_send(&future);
@@ -189,13 +190,13 @@ impl<'a, X, D: ?Sized + StackEntry<X>> ExitStack<'a, X, D> {
     ///
     /// // `nullcontext` cannot fail: a stack of `Infallible` errors.
     /// let stack = ExitStack::<Infallible>::new();
-    /// let a = stack.enter(nullcontext(1)).await.unwrap();
-    /// let b = stack.enter(nullcontext(2)).await.unwrap();
+    /// let a = stack.enter_context(nullcontext(1)).await.unwrap();
+    /// let b = stack.enter_context(nullcontext(2)).await.unwrap();
     /// *a += *b; // both borrowed at once
     /// assert_eq!((*a, stack.len()), (3, 2));
     /// # });
     /// ```
-    pub async fn enter<'s, M>(&'s self, manager: M) -> Result<&'s mut M::Resource, M::Error>
+    pub async fn enter_context<'s, M>(&'s self, manager: M) -> Result<&'s mut M::Resource, M::Error>
     where
         M: AsyncEnter<Resource: 's>,
         M::Exit: AsyncExit<M::Resource, Error: Into<X>>,
@@ -314,18 +315,42 @@ impl<'a, X, D: ?Sized + StackEntry<X>> ExitStack<'a, X, D> {
     /// `pop_all`, JavaScript's `move`. This stack is left empty (and stays open).
     ///
     /// The pattern of a constructor that opens several resources and hands them to its
-    /// caller only if all of them opened: register each on a local stack (which, dropped on
-    /// an early return, cancels what was opened), then `pop_all` into the value returned.
+    /// caller only if all of them opened: open them on a stack managed by [`with`](crate::with)
+    /// (so that a failure part-way closes, asynchronously, what was opened, each exit seeing
+    /// the failure), and `pop_all` into the value returned once all succeeded. The resources
+    /// stay in the stack with their exits (they are lent, never handed out by value): what
+    /// the new owner needs from them, keep as cheap handles or copies.
     ///
     /// ```
     /// # futures_executor::block_on(async {
-    /// use async_with::{ExitStack, nullcontext};
+    /// use async_with::{ExitStack, Status, from_fns, with};
     ///
-    /// let mut local = ExitStack::<core::convert::Infallible>::new();
-    /// local.enter(nullcontext(1)).await.unwrap();
-    /// local.enter(nullcontext(2)).await.unwrap();
-    /// let owned = local.pop_all();
-    /// assert_eq!((local.len(), owned.len()), (0, 2));
+    /// let open = |name: &'static str| from_fns(
+    ///     async move || if name == "bad" { Err("refused") } else { Ok(name) },
+    ///     async |_: &'static str, _: Status| Ok(()),
+    /// );
+    ///
+    /// /// Opens every name, or none.
+    /// async fn open_all<M>(names: &[&'static str], open: impl Fn(&'static str) -> M)
+    ///     -> Result<(Vec<&'static str>, ExitStack<'static, &'static str>), async_with::Error<async_with::CloseErrors<&'static str>, &'static str>>
+    /// where
+    ///     M: async_with::AsyncEnter<Resource = &'static str, Error = &'static str> + 'static,
+    /// {
+    ///     with(ExitStack::new(), async |stack| {
+    ///         let mut opened = Vec::new();
+    ///         for name in names {
+    ///             opened.push(*stack.enter_context(open(name)).await?);
+    ///         }
+    ///         Ok((opened, stack.pop_all())) // hand over: the scope's exit closes nothing
+    ///     })
+    ///     .await
+    /// }
+    ///
+    /// let (names, mut owned) = open_all(&["a", "b"], open).await.unwrap();
+    /// assert_eq!((names, owned.len()), (vec!["a", "b"], 2));
+    /// owned.close().await.unwrap();
+    ///
+    /// assert!(open_all(&["a", "bad"], open).await.is_err()); // "a" was closed again
     /// # });
     /// ```
     pub fn pop_all(&mut self) -> Self {
@@ -348,10 +373,32 @@ where
     /// A second close runs nothing and resolves to `Ok(())`. Dropping the returned future
     /// mid-way cancels the rest (see [Cancellation](ExitStack#cancellation)); the stack is
     /// closed either way.
-    pub fn close(&mut self) -> Close<'_, 'a, X, D> {
+    pub fn close(&mut self) -> Close<'_, 'a, 'static, X, D> {
+        self.close_with(Outcome::Success)
+    }
+
+    /// As [`close`](ExitStack::close), with the exits seeing `outcome` (until one fails) —
+    /// for a scope that ended with an error the caller still holds.
+    ///
+    /// ```
+    /// # futures_executor::block_on(async {
+    /// use std::cell::Cell;
+    /// use async_with::{ExitStack, Failure, Outcome, Status};
+    ///
+    /// let seen = Cell::new(None);
+    /// let mut stack = ExitStack::<()>::new();
+    /// stack.push_exit(async |status: Status| { seen.set(Some(status)); Ok::<_, ()>(()) });
+    ///
+    /// let error = "parse failed";
+    /// stack.close_with(Outcome::Failure(Failure::new(&error))).await.unwrap();
+    /// assert_eq!(seen.get(), Some(Status::Failure));
+    /// # });
+    /// ```
+    pub fn close_with<'o>(&mut self, outcome: Outcome<'o>) -> Close<'_, 'a, 'o, X, D> {
         Close {
             stack: self,
             closer: Closer::new(),
+            outcome,
         }
     }
 
@@ -444,16 +491,17 @@ impl<X> Closer<X> {
 /// Dropped before it finished, it cancels what is left (see
 /// [Cancellation](ExitStack#cancellation)).
 #[must_use = "futures do nothing unless you `.await` or poll them"]
-pub struct Close<'s, 'a, X, D>
+pub struct Close<'s, 'a, 'o, X, D>
 where
     X: fmt::Debug + 'static,
     D: ?Sized + StackEntry<X>,
 {
     stack: &'s mut ExitStack<'a, X, D>,
     closer: Closer<X>,
+    outcome: Outcome<'o>,
 }
 
-impl<X, D> Future for Close<'_, '_, X, D>
+impl<X, D> Future for Close<'_, '_, '_, X, D>
 where
     X: fmt::Debug + 'static,
     D: ?Sized + StackEntry<X>,
@@ -462,12 +510,11 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        this.stack
-            .poll_close(&mut this.closer, cx, Outcome::Success)
+        this.stack.poll_close(&mut this.closer, cx, this.outcome)
     }
 }
 
-impl<X, D> Drop for Close<'_, '_, X, D>
+impl<X, D> Drop for Close<'_, '_, '_, X, D>
 where
     X: fmt::Debug + 'static,
     D: ?Sized + StackEntry<X>,
@@ -481,7 +528,7 @@ where
     }
 }
 
-impl<X, D> fmt::Debug for Close<'_, '_, X, D>
+impl<X, D> fmt::Debug for Close<'_, '_, '_, X, D>
 where
     X: fmt::Debug + 'static,
     D: ?Sized + StackEntry<X>,
@@ -506,7 +553,7 @@ where
 ///     let mut lens = 0;
 ///     for peer in peers {
 ///         let conn = stack
-///             .enter(from_fns(async move || Ok::<_, String>(peer.repeat(2)), async |_: String, _: Status| Ok(())))
+///             .enter_context(from_fns(async move || Ok::<_, String>(peer.repeat(2)), async |_: String, _: Status| Ok(())))
 ///             .await?;
 ///         lens += conn.len();
 ///     }
