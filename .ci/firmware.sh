@@ -37,7 +37,8 @@ timeout 60 qemu-system-arm -cpu cortex-m3 -machine lm3s6965evb -nographic \
     -semihosting-config enable=on,target=native -kernel "$ELF" >"$OUTPUT" 2>&1 || status=$?
 cat "$OUTPUT"
 
-# What the firmware must print, in this order (glob patterns: `*` matches any text).
+# What the firmware must print, in this order (glob patterns: `*` matches any text; a literal
+# `[` or `]` is written `\[`, `\]`).
 EXPECTED=(
     "async-with on a Cortex-M3 (embassy-executor, QEMU lm3s6965evb)"
     "-- 1. read"
@@ -62,7 +63,40 @@ EXPECTED=(
     "cancel: power cut synchronously"
     "select: deadline first, read cancelled"
     "cancel hook ran 1 time(s)"
+    "-- 4. SPI transaction (embedded-hal-async SpiBus, OutputPin chip select)"
+    "spi: flush"
+    "cs: low"
+    "spi: write \[05\]"
+    "spi: read \[01\]"
+    "body: busy, read the status again"
+    "spi: write \[05\]"
+    "spi: read \[00\]"
+    "spi: write \[9f\]"
+    "spi: read \[ef, 40, 18\]"
+    "spi: flush"
+    "cs: high"
+    "result: Ok(\[ef, 40, 18\])"
+    "check: chip select high"
+    "-- 5. failing SPI transaction"
+    "spi: flush"
+    "cs: low"
+    "spi: write \[9f\]"
+    "spi: read failed: Overrun"
+    "spi: flush"
+    "cs: high"
+    "result: Err(Body(Overrun))"
+    "check: chip select high"
+    "-- 6. SPI transaction cancelled by select"
+    "spi: flush"
+    "cs: low"
+    "spi: write \[03, 00, 10, 00\]"
+    "body: slow read started"
+    "spi: read aborted (future dropped)"
+    "cs: high"
+    "select: deadline first, transaction cancelled"
+    "check: chip select high"
     "size_of WithFuture (read task) = * bytes"
+    "size_of WithFuture (SPI transaction) = * bytes"
     "all checks passed"
 )
 

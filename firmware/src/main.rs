@@ -3,6 +3,12 @@
 //! then a read cancelled by `embassy_futures::select` against a shorter future (the body future
 //! is dropped, then the manager's synchronous `cancel` hook cuts the power).
 //!
+//! Then the same three stories on the real `embedded-hal-async` traits: an SPI flash chip behind
+//! a simulated `SpiBus` and chip-select `OutputPin`, used through `spi_device::transaction` (the
+//! manager of `../spi-device`): a transaction whose body polls the status register until the
+//! chip is ready and then reads its ID, one that fails with a bus error, and one cancelled by
+//! `select`; chip select ends high after each.
+//!
 //! Every step is printed through semihosting; the firmware ends QEMU with exit status 0 when
 //! every check passed, 1 otherwise (a failed check or a panic).
 //!
@@ -13,9 +19,11 @@
 #![no_std]
 #![no_main]
 
+use core::cell::Cell;
+use core::convert::Infallible;
 use core::future::Future;
 use core::mem::size_of_val;
-use core::pin::Pin;
+use core::pin::{Pin, pin};
 use core::sync::atomic::{AtomicU32, Ordering};
 use core::task::{Context, Poll};
 
@@ -23,6 +31,10 @@ use async_with::{AsyncEnter, AsyncExit, Error, Outcome, with};
 use cortex_m_semihosting::{debug, hprintln};
 use embassy_executor::Spawner;
 use embassy_futures::select::{Either, select};
+use embedded_hal::digital::{ErrorType as PinErrorType, OutputPin};
+use embedded_hal::spi::{ErrorKind, ErrorType as SpiErrorType};
+use embedded_hal_async::spi::SpiBus;
+use spi_device::transaction;
 
 /// Errors of the sensor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,6 +195,166 @@ impl Future for PowerOff<'_> {
     }
 }
 
+// The simulated SPI NOR flash chip: its commands, its status register's busy bit, its ID.
+const READ_ID: u8 = 0x9f;
+const READ_STATUS: u8 = 0x05;
+const READ_DATA: u8 = 0x03;
+const BUSY: u8 = 0x01;
+const FLASH_ID: [u8; 3] = [0xef, 0x40, 0x18];
+
+/// The chip-select line, shared by the pin (which drives it) and the simulated chip (which
+/// answers only while it is low).
+struct Line {
+    low: Cell<bool>,
+}
+
+/// A chip-select pin on the real `embedded_hal::digital::OutputPin` trait.
+struct CsPin<'l> {
+    line: &'l Line,
+}
+
+impl PinErrorType for CsPin<'_> {
+    type Error = Infallible;
+}
+
+impl OutputPin for CsPin<'_> {
+    fn set_low(&mut self) -> Result<(), Infallible> {
+        hprintln!("cs: low");
+        self.line.low.set(true);
+        Ok(())
+    }
+
+    fn set_high(&mut self) -> Result<(), Infallible> {
+        hprintln!("cs: high");
+        self.line.low.set(false);
+        Ok(())
+    }
+}
+
+/// An SPI bus on the real `embedded_hal_async::spi::SpiBus` trait, with a flash chip behind it.
+///
+/// Every transfer takes one poll (it returns `Pending` once, as a DMA transfer waits for its
+/// interrupt), a read of data takes `data_polls`; a transfer with chip select high, or a
+/// transfer still in flight when `flush` is called, ends the run with `FAILED`.
+struct SimSpi<'l> {
+    cs: &'l Line,
+    /// The command the chip received last.
+    command: u8,
+    /// How many more status reads report busy.
+    busy_reads: u32,
+    /// Polls a data read takes.
+    data_polls: u32,
+    /// Fault injection: the next read fails with this error.
+    fault: Option<ErrorKind>,
+    /// A transfer has started and not completed (a DMA channel would be running).
+    in_flight: Cell<bool>,
+    flushes: u32,
+}
+
+/// Marks a transfer in flight; if its future is dropped before it completes, prints it.
+struct InFlight<'a> {
+    flag: &'a Cell<bool>,
+}
+
+impl<'a> InFlight<'a> {
+    fn start(flag: &'a Cell<bool>) -> Self {
+        flag.set(true);
+        InFlight { flag }
+    }
+
+    fn complete(self) {
+        self.flag.set(false);
+        core::mem::forget(self);
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        // A HAL stops its DMA channel here.
+        hprintln!("spi: read aborted (future dropped)");
+        self.flag.set(false);
+    }
+}
+
+impl SimSpi<'_> {
+    fn check_selected(&self) {
+        if !self.cs.low.get() {
+            fail("SPI transfer with chip select high");
+        }
+    }
+}
+
+impl SpiErrorType for SimSpi<'_> {
+    type Error = ErrorKind;
+}
+
+impl SpiBus for SimSpi<'_> {
+    async fn read(&mut self, words: &mut [u8]) -> Result<(), ErrorKind> {
+        self.check_selected();
+        let polls = if self.command == READ_DATA {
+            self.data_polls
+        } else {
+            1
+        };
+        let in_flight = InFlight::start(&self.in_flight);
+        Wait::new(polls, ()).await;
+        in_flight.complete();
+        if let Some(error) = self.fault.take() {
+            hprintln!("spi: read failed: {:?}", error);
+            return Err(error);
+        }
+        match self.command {
+            READ_ID => {
+                for (word, id) in words.iter_mut().zip(FLASH_ID.iter().cycle()) {
+                    *word = *id;
+                }
+            }
+            READ_STATUS => {
+                let status = if self.busy_reads > 0 {
+                    self.busy_reads -= 1;
+                    BUSY
+                } else {
+                    0
+                };
+                words.fill(status);
+            }
+            _ => words.fill(0xff),
+        }
+        hprintln!("spi: read {:02x?}", words);
+        Ok(())
+    }
+
+    async fn write(&mut self, words: &[u8]) -> Result<(), ErrorKind> {
+        self.check_selected();
+        Wait::new(1, ()).await;
+        if let Some(&command) = words.first() {
+            self.command = command;
+        }
+        hprintln!("spi: write {:02x?}", words);
+        Ok(())
+    }
+
+    async fn transfer(&mut self, read: &mut [u8], write: &[u8]) -> Result<(), ErrorKind> {
+        self.write(write).await?;
+        self.read(read).await
+    }
+
+    async fn transfer_in_place(&mut self, words: &mut [u8]) -> Result<(), ErrorKind> {
+        self.write(words).await?;
+        self.read(words).await
+    }
+
+    async fn flush(&mut self) -> Result<(), ErrorKind> {
+        if self.in_flight.get() {
+            fail("flush with a transfer in flight");
+        }
+        Wait::new(1, ()).await;
+        self.flushes += 1;
+        hprintln!("spi: flush");
+        Ok(())
+    }
+}
+
 /// Prints when dropped: shows that the body's future is dropped before `cancel` runs.
 struct DropGuard;
 
@@ -210,6 +382,12 @@ fn check(ok: bool, what: &str) {
     if !ok {
         fail(what);
     }
+}
+
+/// Checks and prints that chip select is high (the device released).
+fn check_deselected(line: &Line) {
+    check(!line.low.get(), "chip select is high after the transaction");
+    hprintln!("check: chip select high");
 }
 
 #[embassy_executor::main]
@@ -276,7 +454,94 @@ async fn main(_spawner: Spawner) {
         "the sensor is powered down after cancellation",
     );
 
+    let line = Line {
+        low: Cell::new(false),
+    };
+    let mut cs = CsPin { line: &line };
+    let mut spi = SimSpi {
+        cs: &line,
+        command: 0,
+        busy_reads: 1,
+        data_polls: 1,
+        fault: None,
+        in_flight: Cell::new(false),
+        flushes: 0,
+    };
+
+    hprintln!("-- 4. SPI transaction (embedded-hal-async SpiBus, OutputPin chip select)");
+    // Pinned where it stands (in a block: it borrows the bus until dropped), so that measuring
+    // it does not make `.await` move it.
+    let (result, spi_with_size) = {
+        let mut read_id = pin!(with(transaction(&mut spi, &mut cs), async |spi| {
+            // How many operations run depends on what the chip answers: poll the status register
+            // until it is not busy, then read the ID.
+            loop {
+                spi.write(&[READ_STATUS]).await?;
+                let mut status = [0];
+                spi.read(&mut status).await?;
+                if status[0] & BUSY == 0 {
+                    break;
+                }
+                hprintln!("body: busy, read the status again");
+            }
+            spi.write(&[READ_ID]).await?;
+            let mut id = [0; 3];
+            spi.read(&mut id).await?;
+            Ok::<_, ErrorKind>(id)
+        }));
+        let size = size_of_val(&*read_id);
+        (read_id.as_mut().await, size)
+    };
+    hprintln!("result: {:02x?}", result);
+    check(result == Ok(FLASH_ID), "the transaction reads the flash ID");
+    check(spi.flushes == 2, "enter and exit each flush the bus once");
+    check_deselected(&line);
+
+    hprintln!("-- 5. failing SPI transaction");
+    spi.fault = Some(ErrorKind::Overrun);
+    let result = with(transaction(&mut spi, &mut cs), async |spi| {
+        spi.write(&[READ_ID]).await?;
+        let mut id = [0; 3];
+        spi.read(&mut id).await?;
+        hprintln!("body: read {:02x?}", id);
+        Ok::<_, ErrorKind>(id)
+    })
+    .await;
+    hprintln!("result: {:?}", result);
+    check(
+        result == Err(Error::Body(ErrorKind::Overrun)),
+        "the bus error reaches the caller",
+    );
+    check(spi.flushes == 4, "exit flushes after a failed body");
+    check_deselected(&line);
+
+    hprintln!("-- 6. SPI transaction cancelled by select");
+    spi.data_polls = 1_000;
+    let read_data = with(transaction(&mut spi, &mut cs), async |spi| {
+        spi.write(&[READ_DATA, 0x00, 0x10, 0x00]).await?;
+        hprintln!("body: slow read started");
+        let mut data = [0; 16];
+        spi.read(&mut data).await?;
+        Ok::<_, ErrorKind>(data[0])
+    });
+    match select(read_data, deadline(10)).await {
+        Either::First(result) => {
+            hprintln!("result: {:?}", result);
+            fail("the deadline should have won");
+        }
+        Either::Second(()) => hprintln!("select: deadline first, transaction cancelled"),
+    }
+    check(
+        spi.flushes == 5,
+        "only enter flushed: the cancel hook cannot await",
+    );
+    check_deselected(&line);
+
     hprintln!("size_of WithFuture (read task) = {} bytes", with_size);
+    hprintln!(
+        "size_of WithFuture (SPI transaction) = {} bytes",
+        spi_with_size
+    );
     hprintln!("all checks passed");
     debug::exit(debug::EXIT_SUCCESS);
 }
