@@ -63,7 +63,7 @@
 //!   `WithFuture` (it cannot be written in a `static` by name). Any future that awaits an
 //!   `embedded-hal-async` method is unnameable in the same way, so this costs nothing a caller
 //!   had.
-//! - The exit closure receives a [`Status`], not the full `Outcome` with the body's error.
+//! - The exit closure receives a [`Status`](async_with::Status), not the full `Outcome` with the body's error.
 //!   Releasing an SPI device does not depend on the error: flush, then deassert, on every
 //!   path. (A hand-written exit could look at the error; that is the one thing lost.)
 //!
@@ -90,7 +90,7 @@
 use core::fmt;
 use core::ops::{Deref, DerefMut};
 
-use async_with::{AsyncEnter, Status, from_fns};
+use async_with::{AsyncEnter, from_fns};
 use embedded_hal::digital::OutputPin;
 use embedded_hal::spi::ErrorKind;
 use embedded_hal_async::spi::SpiBus;
@@ -120,7 +120,7 @@ where
     P: OutputPin,
 {
     from_fns(
-        async move || -> Result<Selected<'d, B, P>, SpiError<B::Error, P::Error>> {
+        async move || {
             // Wait for the bus to be idle before selecting the device: whatever an earlier,
             // possibly cancelled, transaction left on the wire is not clocked into this one.
             bus.flush().await.map_err(SpiError::Bus)?;
@@ -131,9 +131,9 @@ where
                 selected: true,
             })
         },
-        async |mut device: Selected<'d, B, P>, _status: Status| device.release().await,
+        async |mut device, _status| device.release().await,
     )
-    .on_cancel(|mut device: Selected<'d, B, P>| device.deselect_now())
+    .on_cancel(|mut device| device.deselect_now())
 }
 
 /// The resource of a [`transaction`]: the bus, with the device selected.
