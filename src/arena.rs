@@ -19,8 +19,8 @@
 //! 4. `&self` methods change only the list of pointers, never an entry, and never hold a
 //!    reference into the list across a call to user code (none is made while the list is
 //!    borrowed). Two threads sharing `&Arena` are kept apart by [`Lock`]: on targets with
-//!    compare-and-swap an atomic flag (a second user at the same time panics instead of
-//!    racing); elsewhere a `Cell`, which makes the arena `!Sync`.
+//!    compare-and-swap a spin lock on an atomic flag (the second thread waits for the first);
+//!    elsewhere a `Cell`, which makes the arena `!Sync`, and a re-entrant use panics.
 //! 5. `Arena<D>` is `Send` and `Sync` only when `D` is `Send`: its entries are created on the
 //!    thread that pushes them and dropped on the one that closes the stack.
 
@@ -141,14 +141,15 @@ impl Lock {
 
     fn acquire(&self) -> LockGuard<'_> {
         use core::sync::atomic::Ordering;
-        let free = self
+        // A spin lock: the sections it guards are a push onto a `Vec` or a read of its length,
+        // and no user code runs inside them.
+        while self
             .0
-            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok();
-        assert!(
-            free,
-            "an `ExitStack` was used from two threads at the same time"
-        );
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            core::hint::spin_loop();
+        }
         LockGuard(self)
     }
 }

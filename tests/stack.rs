@@ -26,10 +26,6 @@
 //! of the stack; entries cannot borrow shorter-lived locals; `Send` rules) is in
 //! `tests/ui/stack_*.rs`, run by `tests/compile_fail.rs`.
 //!
-//! Two tests are `#[ignore]`d because they fail on the current code (each names the bug):
-//! `SendExitStack::close()` is not `Send` since `close_with`, and concurrent `&SendExitStack`
-//! use from two threads panics although the type is `Sync`. Run them with `-- --ignored`.
-//!
 //! Fixtures log lines such as `"A exit Failure(body 7) uses=1"`, `"B cancel uses=0"`,
 //! `"F close written=2"`, `"D deferred"`, `"P on_exit Success"`, `"D discarded"`; each entry is
 //! named by a `char`.
@@ -2140,7 +2136,6 @@ fn send_exit_stack_and_its_futures_are_send() {
 /// A task that holds a `SendExitStack` closes it with `stack.close().await`: the `Close` future
 /// must be `Send` when the stack is.
 #[test]
-#[ignore = "bug: since `close_with` (c9d9738) `Close` holds an `Outcome<'o>` (a `&dyn Debug + Any`, not `Sync`), so `SendExitStack::close()` is not `Send` and cannot be awaited in a spawned task"]
 fn the_close_future_of_a_send_exit_stack_is_send() {
     let mut stack = SendExitStack::<Fail>::new();
     let closing = stack.close();
@@ -2267,12 +2262,10 @@ fn a_plain_exit_stack_takes_rc_entries_locally() {
 }
 
 /// `SendExitStack` is `Sync`, so scoped threads can register on one `&stack` at the same time.
-/// The arena serialises `&self` calls with a flag that *panics* on contention instead of
-/// waiting (arena.rs, invariant 4): sound, but a `Sync` type whose concurrent use panics at
-/// random. Fails in most runs.
+/// The arena serialises `&self` calls across threads with a lock that waits (arena.rs,
+/// invariant 4): two threads registering at once on a shared `SendExitStack` both succeed.
 #[cfg(not(miri))]
 #[test]
-#[ignore = "bug: concurrent `&SendExitStack` use from two threads panics (\"used from two threads at the same time\") although the type is `Sync`"]
 fn a_shared_send_exit_stack_takes_entries_from_two_threads() {
     const PER_THREAD: usize = 100_000;
     let stack = SendExitStack::<Fail>::new();

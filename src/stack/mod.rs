@@ -111,6 +111,7 @@ pub type SendExitStack<'a, X> = ExitStack<'a, X, dyn StackEntry<X> + Send + 'a>;
 
 mod sealed {
     pub trait Sealed {}
+    pub trait SealedOutcome {}
     impl<X> Sealed for dyn super::StackEntry<X> + '_ {}
     impl<X> Sealed for dyn super::StackEntry<X> + Send + '_ {}
 }
@@ -373,8 +374,12 @@ where
     /// A second close runs nothing and resolves to `Ok(())`. Dropping the returned future
     /// mid-way cancels the rest (see [Cancellation](ExitStack#cancellation)); the stack is
     /// closed either way.
-    pub fn close(&mut self) -> Close<'_, 'a, 'static, X, D> {
-        self.close_with(Outcome::Success)
+    pub fn close(&mut self) -> Close<'_, 'a, X, D> {
+        Close {
+            stack: self,
+            closer: Closer::new(),
+            outcome: Succeeded,
+        }
     }
 
     /// As [`close`](ExitStack::close), with the exits seeing `outcome` (until one fails) —
@@ -394,7 +399,7 @@ where
     /// assert_eq!(seen.get(), Some(Status::Failure));
     /// # });
     /// ```
-    pub fn close_with<'o>(&mut self, outcome: Outcome<'o>) -> Close<'_, 'a, 'o, X, D> {
+    pub fn close_with<'o>(&mut self, outcome: Outcome<'o>) -> Close<'_, 'a, X, D, Outcome<'o>> {
         Close {
             stack: self,
             closer: Closer::new(),
@@ -486,22 +491,52 @@ impl<X> Closer<X> {
     }
 }
 
-/// Future of [`ExitStack::close`]: exits every entry, newest first.
+/// What the exits of a [`Close`] see before one fails: `Success` ([`Succeeded`], from
+/// [`close`](ExitStack::close)) or a lent [`Outcome`] (from
+/// [`close_with`](ExitStack::close_with)). Sealed.
+pub trait CloseOutcome: sealed::SealedOutcome + Unpin {
+    /// The outcome to show.
+    fn outcome(&self) -> Outcome<'_>;
+}
+
+/// The outcome [`close`](ExitStack::close) shows: success. A type of its own (rather than
+/// `Outcome::Success`) so that a `Close` future is `Send` when its stack is: an `Outcome` may
+/// lend an error that is not `Sync`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Succeeded;
+
+impl sealed::SealedOutcome for Succeeded {}
+impl sealed::SealedOutcome for Outcome<'_> {}
+
+impl CloseOutcome for Succeeded {
+    fn outcome(&self) -> Outcome<'_> {
+        Outcome::Success
+    }
+}
+
+impl CloseOutcome for Outcome<'_> {
+    fn outcome(&self) -> Outcome<'_> {
+        *self
+    }
+}
+
+/// Future of [`ExitStack::close`] and [`ExitStack::close_with`]: exits every entry, newest
+/// first.
 ///
 /// Dropped before it finished, it cancels what is left (see
 /// [Cancellation](ExitStack#cancellation)).
 #[must_use = "futures do nothing unless you `.await` or poll them"]
-pub struct Close<'s, 'a, 'o, X, D>
+pub struct Close<'s, 'a, X, D, O = Succeeded>
 where
     X: fmt::Debug + 'static,
     D: ?Sized + StackEntry<X>,
 {
     stack: &'s mut ExitStack<'a, X, D>,
     closer: Closer<X>,
-    outcome: Outcome<'o>,
+    outcome: O,
 }
 
-impl<X, D> Future for Close<'_, '_, '_, X, D>
+impl<X, D, O: CloseOutcome> Future for Close<'_, '_, X, D, O>
 where
     X: fmt::Debug + 'static,
     D: ?Sized + StackEntry<X>,
@@ -510,11 +545,12 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        this.stack.poll_close(&mut this.closer, cx, this.outcome)
+        this.stack
+            .poll_close(&mut this.closer, cx, this.outcome.outcome())
     }
 }
 
-impl<X, D> Drop for Close<'_, '_, '_, X, D>
+impl<X, D, O> Drop for Close<'_, '_, X, D, O>
 where
     X: fmt::Debug + 'static,
     D: ?Sized + StackEntry<X>,
@@ -528,7 +564,7 @@ where
     }
 }
 
-impl<X, D> fmt::Debug for Close<'_, '_, '_, X, D>
+impl<X, D, O> fmt::Debug for Close<'_, '_, X, D, O>
 where
     X: fmt::Debug + 'static,
     D: ?Sized + StackEntry<X>,
