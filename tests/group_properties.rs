@@ -1,4 +1,4 @@
-//! Property tests for groups of managers (issue 8, SPEC S13): a tuple `(A, B, ..)` or an array
+//! Property tests for groups of managers (S13): a tuple `(A, B, ..)` or an array
 //! `[M; N]` in one `with` must behave exactly as the nested form
 //! `with(a, async |a| with(b, async |b| body).await).await`.
 //!

@@ -26,10 +26,17 @@
 //! - if a manager's enter fails, those already entered exit, right to left, and see that
 //!   failure as their [`Outcome`];
 //! - if an exit fails, the exits to its left see that failure (the newest one, as Python
-//!   passes the newest exception outward); otherwise they see the body's outcome;
+//!   passes the newest exception outward); otherwise they see the body's outcome — except
+//!   that after a panicking body (feature `std`) every exit sees `Panicked`, and the panic
+//!   resumes after the last one;
 //! - dropped mid-group, the running phase's future is dropped first, then every manager that
 //!   was entered and has not exited gets its synchronous [`AsyncExit::cancel`](crate::AsyncExit::cancel), right to left,
 //!   exactly once.
+//!
+//! One difference from the nested form: a panic inside a member's own enter or exit future
+//! unwinds out of `poll`, as it does for a single manager (the managers entered and not exited
+//! get `cancel` when the future is then dropped), while in the nested form that panic would
+//! happen inside an outer body and the outer exits would run with `Panicked`.
 //!
 //! The managers may have different error types. The group's error is a [`GroupError`] that
 //! holds, per position, the [`Fault`] of that manager if it had one: nothing is lost, and
@@ -114,13 +121,16 @@ fn outcome_of(status: Status) -> Outcome<'static> {
     }
 }
 
-/// The outcome a member sees: the newest failure if there is one, the body's otherwise.
+/// The outcome a member sees: the newest failure if there is one, the body's otherwise — but
+/// a panic under way stays `Panicked` (as in the nested form, where the inner `with` resumes
+/// the panic after its exit and drops that exit's error).
 fn newest<'a, X: core::fmt::Debug + 'static>(
     fault: Option<&'a X>,
     outcome: Outcome<'a>,
 ) -> Outcome<'a> {
-    match fault {
-        Some(error) => Outcome::Failure(Failure::new(error)),
-        None => outcome,
+    match (fault, outcome) {
+        (_, Outcome::Panicked) => Outcome::Panicked,
+        (Some(error), _) => Outcome::Failure(Failure::new(error)),
+        (None, outcome) => outcome,
     }
 }

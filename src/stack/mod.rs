@@ -414,9 +414,11 @@ where
         outcome: Outcome<'_>,
     ) -> Poll<Result<(), CloseErrors<X>>> {
         while let Some(mut top) = self.arena.top() {
-            let seen = match closer.errors.last() {
-                Some(error) => Outcome::Failure(Failure::new(error)),
-                None => outcome,
+            // The newest failure, or the scope's outcome; a panic under way stays `Panicked`.
+            let seen = match (closer.errors.last(), outcome) {
+                (_, Outcome::Panicked) => Outcome::Panicked,
+                (Some(error), _) => Outcome::Failure(Failure::new(error)),
+                (None, outcome) => outcome,
             };
             if !closer.started {
                 top.as_mut().start(seen);
@@ -578,7 +580,8 @@ where
 }
 
 /// The stack is a manager: its resource is the stack itself, and exit closes it, each entry
-/// seeing the body's outcome (or the newest failure of an entry closed before it).
+/// seeing the body's outcome (or the newest failure of an entry closed before it; after a
+/// panicking body, `Panicked` throughout).
 ///
 /// ```
 /// # futures_executor::block_on(async {
