@@ -12,8 +12,14 @@ use crate::manager::{AsyncEnter, AsyncExit};
 /// signature (checked where the function is defined).
 ///
 /// With edition 2024, a returned `impl Trait` captures every lifetime in scope, including
-/// those of the arguments; add `+ use<>` (or `+ use<'a>`, naming only what the manager really
-/// borrows) so that the caller can spawn it with `'static` data.
+/// those of the arguments; add `+ use<>` so that the caller can spawn it with `'static` data.
+/// If the manager does borrow, name every lifetime its resource's type carries:
+/// `fn savepoint<'t, 'c>(tx: &'t mut Tx<'c>) -> impl SendManager<..> + use<'t, 'c>`.
+///
+/// When the resource itself has a lifetime (`Transaction<'c>`), a `tokio::spawn`ed `with`
+/// with an async *closure* body can fail with "implementation of `FnOnce` is not general
+/// enough": the compiler proves the spawned future `Send` with its lifetimes erased. An
+/// `async fn` body (`async fn step(tx: &mut Transaction<'_>) -> ..`) is accepted as it is.
 ///
 /// # Examples
 ///
