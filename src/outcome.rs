@@ -172,3 +172,18 @@ impl fmt::Debug for Failure<'_> {
         fmt::Debug::fmt(self.error, f)
     }
 }
+
+/// What an exit sees when other exits ran before it (a group's members, an exit stack's
+/// entries): the newest failure if there is one, the scope's `outcome` otherwise — but a panic
+/// under way stays `Panicked` (as in nested `with`s, where the inner one resumes the panic
+/// after its exit and drops that exit's error).
+pub(crate) fn newest<'a, X: fmt::Debug + Any>(
+    fault: Option<&'a X>,
+    outcome: Outcome<'a>,
+) -> Outcome<'a> {
+    match (fault, outcome) {
+        (_, Outcome::Panicked) => Outcome::Panicked,
+        (Some(error), _) => Outcome::Failure(Failure::new(error)),
+        (None, outcome) => outcome,
+    }
+}

@@ -15,21 +15,7 @@ use async_with::{
 
 mod counting_alloc;
 
-use counting_alloc::allocations_in;
-
-/// Polls `fut` to completion with a no-op waker; returns its output and the number of polls.
-fn poll_to_end<F: Future>(fut: F) -> (F::Output, usize) {
-    let mut fut = pin!(fut);
-    let mut cx = Context::from_waker(Waker::noop());
-    let mut polls = 0;
-    loop {
-        polls += 1;
-        if let Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
-            return (out, polls);
-        }
-        assert!(polls < 100, "the future did not finish");
-    }
-}
+use counting_alloc::{allocations_in, poll_to_end};
 
 /// A fixed-capacity, allocation-free trace of what ran.
 struct Trace {

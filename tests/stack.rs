@@ -48,26 +48,11 @@ use async_with::{
 
 mod counting_alloc;
 
-use counting_alloc::allocations_in;
+use counting_alloc::{allocations_in, poll_to_end as run};
 
 // ---------------------------------------------------------------------------------------------
 // Polling
 // ---------------------------------------------------------------------------------------------
-
-/// Polls `fut` to completion with a no-op waker (allocation-free); returns the output and the
-/// number of polls.
-fn run<F: Future>(fut: F) -> (F::Output, usize) {
-    let mut fut = pin!(fut);
-    let mut cx = Context::from_waker(Waker::noop());
-    let mut polls = 0;
-    loop {
-        polls += 1;
-        if let Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
-            return (out, polls);
-        }
-        assert!(polls < 10_000_000, "the future did not finish");
-    }
-}
 
 fn block_on<F: Future>(fut: F) -> F::Output {
     run(fut).0

@@ -11,7 +11,7 @@ use core::task::{Context, Poll, ready};
 use pin_project_lite::pin_project;
 
 use super::error::{Fault, GroupError};
-use super::{newest, outcome_of};
+use super::outcome_of;
 use crate::manager::{AsyncEnter, AsyncExit};
 use crate::outcome::{Outcome, Status};
 
@@ -35,9 +35,7 @@ pub trait ArrayOf: sealed::Sealed {
     /// The managers entered so far, with their exit handles.
     type Entered: AsMut<[Option<Entered<Self>>]>;
     /// The exit handles.
-    type Exits: IntoIterator<Item = ExitOf<Self>>;
-    /// The resources with their exit handles, to be exited.
-    type Pending: DoubleEndedIterator<Item = Entered<Self>> + ExactSizeIterator;
+    type Exits;
 
     /// The managers, to enter one by one.
     fn managers(self) -> Self::Managers;
@@ -47,8 +45,8 @@ pub trait ArrayOf: sealed::Sealed {
     fn no_faults() -> Self::Faults;
     /// All N managers entered: their resources and exit handles.
     fn all_entered(entered: &mut Self::Entered) -> (Self::Resources, Self::Exits);
-    /// Resources and exit handles side by side, to exit from the right.
-    fn pending(resources: Self::Resources, exits: Self::Exits) -> Self::Pending;
+    /// Resources and exit handles side by side, all entered, to exit from the right.
+    fn pending(resources: Self::Resources, exits: Self::Exits) -> Self::Entered;
 }
 
 type Error<A> = <A as ArrayOf>::Error;
@@ -70,7 +68,6 @@ where
     type Managers = array::IntoIter<M, N>;
     type Entered = [Option<(M::Resource, M::Exit)>; N];
     type Exits = [M::Exit; N];
-    type Pending = array::IntoIter<(M::Resource, M::Exit), N>;
 
     fn managers(self) -> Self::Managers {
         self.into_iter()
@@ -97,11 +94,9 @@ where
         )
     }
 
-    fn pending(resources: Self::Resources, exits: Self::Exits) -> Self::Pending {
+    fn pending(resources: Self::Resources, exits: Self::Exits) -> Self::Entered {
         let mut exits = exits.into_iter();
-        resources
-            .map(|resource| (resource, exits.next().expect("one exit per resource")))
-            .into_iter()
+        resources.map(|resource| Some((resource, exits.next().expect("one exit per resource"))))
     }
 }
 
@@ -120,15 +115,108 @@ where
         let mut managers = self.managers();
         ArrayEnter {
             entering: managers.next().map(AsyncEnter::enter),
-            unwinding: None,
+            unwind: Unwind::new(<[M; N]>::none_entered(), 0, None),
             managers,
-            entered: <[M; N]>::none_entered(),
-            count: 0,
-            faults: <[M; N]>::no_faults(),
-            newest: None,
             finished: false,
         }
     }
+}
+
+pin_project! {
+    /// The entered members of an array, exited right to left, each seeing the newest failure
+    /// (or the given outcome while none failed): the part the enter future (after a failed
+    /// enter) and the exit future share.
+    struct Unwind<A>
+    where
+        A: ArrayOf,
+    {
+        // The running exit; its position is `count`.
+        #[pin]
+        current: Option<ExitFuture<A>>,
+        // Positions `0..count` hold the members still to exit.
+        entered: A::Entered,
+        count: usize,
+        faults: A::Faults,
+        // The position of the newest fault.
+        newest: Option<usize>,
+    }
+}
+
+impl<A: ArrayOf> Unwind<A> {
+    /// Members `0..count` of `entered` to exit, `current` (at position `count`) under way.
+    fn new(entered: A::Entered, count: usize, current: Option<ExitFuture<A>>) -> Self {
+        Unwind {
+            current,
+            entered,
+            count,
+            faults: A::no_faults(),
+            newest: None,
+        }
+    }
+
+    /// Exits what is left, right to left; resolves to the faults if any member failed.
+    fn poll(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        outcome: Outcome<'_>,
+    ) -> Poll<Option<A::Faults>> {
+        let mut this = self.project();
+        loop {
+            if let Some(future) = this.current.as_mut().as_pin_mut() {
+                let seen = seen::<A>(this.faults, *this.newest, outcome);
+                let exited = ready!(ExitOf::<A>::poll_exit(future, cx, seen));
+                this.current.set(None);
+                if let Err(error) = exited {
+                    record::<A>(this.faults, this.newest, *this.count, Fault::Exit(error));
+                }
+            }
+            if *this.count == 0 {
+                let faults = mem::replace(this.faults, A::no_faults());
+                return Poll::Ready(this.newest.take().map(|_| faults));
+            }
+            *this.count -= 1;
+            let (resource, exit) = this.entered.as_mut()[*this.count]
+                .take()
+                .expect("an entered member exits once");
+            let seen = seen::<A>(this.faults, *this.newest, outcome);
+            this.current.set(Some(exit.exit(resource, seen)));
+        }
+    }
+
+    /// Cancellation: drops the running exit future, then cancels the members left, right to
+    /// left.
+    fn cancel(self: Pin<&mut Self>) {
+        let mut this = self.project();
+        this.current.set(None);
+        for slot in this.entered.as_mut()[..*this.count].iter_mut().rev() {
+            if let Some((resource, exit)) = slot.take() {
+                exit.cancel(resource);
+            }
+        }
+        *this.count = 0;
+    }
+}
+
+/// Records `fault` of the member at `index` as the newest failure.
+fn record<A: ArrayOf>(
+    faults: &mut A::Faults,
+    newest: &mut Option<usize>,
+    index: usize,
+    fault: Fault<Error<A>>,
+) {
+    faults.as_mut()[index] = Some(fault);
+    *newest = Some(index);
+}
+
+/// What the next member sees: the newest fault's error, or `outcome` while none failed.
+fn seen<'f, A: ArrayOf>(
+    faults: &'f mut A::Faults,
+    newest: Option<usize>,
+    outcome: Outcome<'f>,
+) -> Outcome<'f> {
+    let faults: &'f [Option<Fault<Error<A>>>] = faults.as_mut();
+    let fault = newest.and_then(|i| faults[i].as_ref());
+    crate::outcome::newest(fault.map(Fault::inner), outcome)
 }
 
 pin_project! {
@@ -144,13 +232,10 @@ pin_project! {
     {
         #[pin]
         entering: Option<<A::Manager as AsyncEnter>::Enter>,
+        // The members entered so far (`count` of them), and the unwinding after a failure.
         #[pin]
-        unwinding: Option<ExitFuture<A>>,
+        unwind: Unwind<A>,
         managers: A::Managers,
-        entered: A::Entered,
-        count: usize,
-        faults: A::Faults,
-        newest: Option<usize>,
         finished: bool,
     }
 
@@ -161,13 +246,7 @@ pin_project! {
         fn drop(this: Pin<&mut Self>) {
             let mut this = this.project();
             this.entering.set(None);
-            this.unwinding.set(None);
-            let entered = this.entered.as_mut();
-            for slot in entered[..*this.count].iter_mut().rev() {
-                if let Some((resource, exit)) = slot.take() {
-                    exit.cancel(resource);
-                }
-            }
+            this.unwind.cancel();
         }
     }
 }
@@ -182,60 +261,42 @@ impl<A: ArrayOf> Future for ArrayEnter<A> {
         while let Some(future) = this.entering.as_mut().as_pin_mut() {
             let entered = ready!(future.poll(cx));
             this.entering.set(None);
+            let unwind = this.unwind.as_mut().project();
+            let index = *unwind.count;
             match entered {
                 Ok(pair) => {
-                    this.entered.as_mut()[*this.count] = Some(pair);
-                    *this.count += 1;
+                    unwind.entered.as_mut()[index] = Some(pair);
+                    *unwind.count += 1;
                     if let Some(manager) = this.managers.next() {
                         this.entering.set(Some(manager.enter()));
                     }
                 }
                 Err(error) => {
-                    this.faults.as_mut()[*this.count] = Some(Fault::Enter(error));
-                    *this.newest = Some(*this.count);
+                    record::<A>(unwind.faults, unwind.newest, index, Fault::Enter(error));
                 }
             }
         }
-        if this.newest.is_none() {
+        let unwind = this.unwind.as_mut().project();
+        if unwind.newest.is_none() {
             // Every manager entered (or there are none).
             *this.finished = true;
-            let (resources, exits) = A::all_entered(this.entered);
-            *this.count = 0;
+            let (resources, exits) = A::all_entered(unwind.entered);
+            *unwind.count = 0;
             return Poll::Ready(Ok((resources, ArrayExit { exits })));
         }
-        loop {
-            if let Some(future) = this.unwinding.as_mut().as_pin_mut() {
-                let fault = this.newest.map(|i| this.faults.as_mut()[i].as_ref());
-                let fault = fault.flatten().map(Fault::inner);
-                let outcome = newest(fault, Outcome::Success);
-                let exited = ready!(ExitOf::<A>::poll_exit(future, cx, outcome));
-                this.unwinding.set(None);
-                if let Err(error) = exited {
-                    this.faults.as_mut()[*this.count] = Some(Fault::Exit(error));
-                    *this.newest = Some(*this.count);
-                }
-            }
-            if *this.count == 0 {
-                *this.finished = true;
-                let faults = mem::replace(this.faults, A::no_faults());
-                return Poll::Ready(Err(GroupError { faults }));
-            }
-            *this.count -= 1;
-            let (resource, exit) = this.entered.as_mut()[*this.count]
-                .take()
-                .expect("an entered manager exits once");
-            let faults = this.faults.as_mut();
-            let fault = this.newest.and_then(|i| faults[i].as_ref());
-            let future = exit.exit(resource, newest(fault.map(Fault::inner), Outcome::Success));
-            this.unwinding.set(Some(future));
-        }
+        // A manager failed to enter: a failure is the newest, so `Success` is never shown.
+        let faults = ready!(this.unwind.poll(cx, Outcome::Success));
+        *this.finished = true;
+        Poll::Ready(Err(GroupError {
+            faults: faults.expect("an enter failed"),
+        }))
     }
 }
 
 impl<A: ArrayOf> fmt::Debug for ArrayEnter<A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ArrayEnter")
-            .field("entered", &self.count)
+            .field("entered", &self.unwind.count)
             .finish_non_exhaustive()
     }
 }
@@ -256,24 +317,27 @@ impl<A: ArrayOf> AsyncExit<A::Resources> for ArrayExit<A> {
     type Future = ArrayExitFuture<A>;
 
     fn exit(self, resources: A::Resources, outcome: Outcome<'_>) -> Self::Future {
-        let mut pending = A::pending(resources, self.exits);
-        let current = pending
-            .next_back()
+        let mut entered = A::pending(resources, self.exits);
+        let slots = entered.as_mut();
+        let count = slots.len().saturating_sub(1);
+        // The rightmost member's exit is created now, with the body's error itself.
+        let current = slots
+            .last_mut()
+            .and_then(Option::take)
             .map(|(resource, exit)| exit.exit(resource, outcome));
         ArrayExitFuture {
             status: outcome.status(),
-            current,
-            pending,
-            faults: A::no_faults(),
-            newest: None,
+            unwind: Unwind::new(entered, count, current),
             finished: false,
         }
     }
 
     fn cancel(self, resources: A::Resources) {
-        let mut pending = A::pending(resources, self.exits);
-        while let Some((resource, exit)) = pending.next_back() {
-            exit.cancel(resource);
+        let mut entered = A::pending(resources, self.exits);
+        for slot in entered.as_mut().iter_mut().rev() {
+            if let Some((resource, exit)) = slot.take() {
+                exit.cancel(resource);
+            }
         }
     }
 
@@ -301,12 +365,8 @@ pin_project! {
         A: ArrayOf,
     {
         status: Status,
-        // The running exit; its position is `pending.len()`.
         #[pin]
-        current: Option<ExitFuture<A>>,
-        pending: A::Pending,
-        faults: A::Faults,
-        newest: Option<usize>,
+        unwind: Unwind<A>,
         finished: bool,
     }
 
@@ -315,11 +375,7 @@ pin_project! {
         A: ArrayOf,
     {
         fn drop(this: Pin<&mut Self>) {
-            let mut this = this.project();
-            this.current.set(None);
-            while let Some((resource, exit)) = this.pending.next_back() {
-                exit.cancel(resource);
-            }
+            this.project().unwind.cancel();
         }
     }
 }
@@ -331,34 +387,14 @@ impl<A: ArrayOf> ArrayExitFuture<A> {
         cx: &mut Context<'_>,
         outcome: Outcome<'_>,
     ) -> Poll<Result<(), GroupError<A::Faults>>> {
-        let mut this = self.project();
+        let this = self.project();
         assert!(!*this.finished, "`ArrayExitFuture` polled after completion");
-        loop {
-            if let Some(future) = this.current.as_mut().as_pin_mut() {
-                let faults = this.faults.as_mut();
-                let fault = this.newest.and_then(|i| faults[i].as_ref());
-                let seen = newest(fault.map(Fault::inner), outcome);
-                let exited = ready!(ExitOf::<A>::poll_exit(future, cx, seen));
-                this.current.set(None);
-                if let Err(error) = exited {
-                    let index = this.pending.len();
-                    this.faults.as_mut()[index] = Some(Fault::Exit(error));
-                    *this.newest = Some(index);
-                }
-            }
-            let Some((resource, exit)) = this.pending.next_back() else {
-                *this.finished = true;
-                let faults = mem::replace(this.faults, A::no_faults());
-                return Poll::Ready(match this.newest.take() {
-                    None => Ok(()),
-                    Some(_) => Err(GroupError { faults }),
-                });
-            };
-            let faults = this.faults.as_mut();
-            let fault = this.newest.and_then(|i| faults[i].as_ref());
-            let future = exit.exit(resource, newest(fault.map(Fault::inner), outcome));
-            this.current.set(Some(future));
-        }
+        let faults = ready!(this.unwind.poll(cx, outcome));
+        *this.finished = true;
+        Poll::Ready(match faults {
+            None => Ok(()),
+            Some(faults) => Err(GroupError { faults }),
+        })
     }
 }
 
@@ -375,7 +411,7 @@ impl<A: ArrayOf> Future for ArrayExitFuture<A> {
 impl<A: ArrayOf> fmt::Debug for ArrayExitFuture<A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ArrayExitFuture")
-            .field("left_to_exit", &self.pending.len())
+            .field("left_to_exit", &self.unwind.count)
             .finish_non_exhaustive()
     }
 }

@@ -120,17 +120,3 @@ fn outcome_of(status: Status) -> Outcome<'static> {
         Status::Panicked => Outcome::Panicked,
     }
 }
-
-/// The outcome a member sees: the newest failure if there is one, the body's otherwise — but
-/// a panic under way stays `Panicked` (as in the nested form, where the inner `with` resumes
-/// the panic after its exit and drops that exit's error).
-fn newest<'a, X: core::fmt::Debug + 'static>(
-    fault: Option<&'a X>,
-    outcome: Outcome<'a>,
-) -> Outcome<'a> {
-    match (fault, outcome) {
-        (_, Outcome::Panicked) => Outcome::Panicked,
-        (Some(error), _) => Outcome::Failure(Failure::new(error)),
-        (None, outcome) => outcome,
-    }
-}

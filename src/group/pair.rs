@@ -9,9 +9,9 @@ use core::task::{Context, Poll, ready};
 use pin_project_lite::pin_project;
 
 use super::error::Fault;
-use super::{newest, outcome_of};
+use super::outcome_of;
 use crate::manager::{AsyncEnter, AsyncExit};
-use crate::outcome::{Failure, Outcome, Status};
+use crate::outcome::{Failure, Outcome, Status, newest};
 
 /// The left side of a [`Pair`]: a manager whose errors can be kept per position.
 ///

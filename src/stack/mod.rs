@@ -9,12 +9,12 @@ use core::fmt;
 use core::future::{Future, Ready, ready};
 use core::marker::PhantomData;
 use core::pin::Pin;
-use core::task::{Context, Poll};
+use core::task::{Context, Poll, ready};
 
 use crate::arena::Arena;
 use crate::closing::Close as CloseFn;
 use crate::manager::{AsyncEnter, AsyncExit};
-use crate::outcome::{Failure, Outcome, Status};
+use crate::outcome::{Outcome, Status, newest};
 
 pub use self::entry::{Defer, OnExit, Registered, StackEntry};
 pub use self::error::CloseErrors;
@@ -414,20 +414,12 @@ where
         outcome: Outcome<'_>,
     ) -> Poll<Result<(), CloseErrors<X>>> {
         while let Some(mut top) = self.arena.top() {
-            // The newest failure, or the scope's outcome; a panic under way stays `Panicked`.
-            let seen = match (closer.errors.last(), outcome) {
-                (_, Outcome::Panicked) => Outcome::Panicked,
-                (Some(error), _) => Outcome::Failure(Failure::new(error)),
-                (None, outcome) => outcome,
-            };
+            let seen = newest(closer.errors.last(), outcome);
             if !closer.started {
                 top.as_mut().start(seen);
                 closer.started = true;
             }
-            let exited = match top.poll_exit(cx, seen) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(exited) => exited,
-            };
+            let exited = ready!(top.poll_exit(cx, seen));
             closer.started = false;
             self.arena.pop();
             if let Err(error) = exited {

@@ -67,3 +67,18 @@ unsafe impl GlobalAlloc for Counting {
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
+
+/// Polls `fut` to completion on this thread with a no-op waker, allocating nothing itself (so
+/// it can run inside [`allocations_in`]); returns the output and the number of polls.
+pub fn poll_to_end<F: std::future::Future>(fut: F) -> (F::Output, usize) {
+    let mut fut = std::pin::pin!(fut);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let mut polls = 0;
+    loop {
+        polls += 1;
+        if let std::task::Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
+            return (out, polls);
+        }
+        assert!(polls < 10_000_000, "the future did not finish");
+    }
+}
