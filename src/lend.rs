@@ -22,6 +22,7 @@
 use core::cell::UnsafeCell;
 use core::future::Future;
 use core::marker::PhantomPinned;
+use core::mem::MaybeUninit;
 use core::pin::Pin;
 use core::task::{Context, Poll};
 
@@ -29,19 +30,30 @@ use crate::body::Body;
 
 /// A resource lent to the future `F` that borrows it.
 pub(crate) struct Lend<R, F> {
-    /// The body future; `Some` from [`Lend::start`] until it completes or is dropped.
-    future: Option<F>,
-    /// The resource; `None` once taken.
-    resource: UnsafeCell<Option<R>>,
+    /// Whether the resource is in place and whether a body future borrows it.
+    phase: Phase<F>,
+    /// The resource: initialized unless `phase` is [`Phase::Taken`].
+    resource: UnsafeCell<MaybeUninit<R>>,
     _pinned: PhantomPinned,
+}
+
+/// One tag for both the body future and the resource, so that finishing the body and taking
+/// the resource write the same byte (and the optimizer folds the checks between them).
+enum Phase<F> {
+    /// The resource is in place; no body future exists.
+    Idle,
+    /// The resource is in place, and the body future borrows it.
+    Running(F),
+    /// The resource has been moved out; no body future exists.
+    Taken,
 }
 
 impl<R, F: Future> Lend<R, F> {
     #[inline]
     pub(crate) fn new(resource: R) -> Self {
         Lend {
-            future: None,
-            resource: UnsafeCell::new(Some(resource)),
+            phase: Phase::Idle,
+            resource: UnsafeCell::new(MaybeUninit::new(resource)),
             _pinned: PhantomPinned,
         }
     }
@@ -57,17 +69,18 @@ impl<R, F: Future> Lend<R, F> {
         B: Body<'a, R, Future = F>,
         R: 'a,
     {
-        // SAFETY: only `future` is written, and only while it is `None` (checked below), so no
-        // pinned value is moved; the resource is reached through the cell, not moved.
+        // SAFETY: only `phase` is written, and only while it holds no future (checked below),
+        // so no pinned value is moved; the resource is reached through the cell, not moved.
         let this = unsafe { self.get_unchecked_mut() };
-        assert!(this.future.is_none(), "a body was started twice");
+        if !matches!(this.phase, Phase::Idle) {
+            unreachable_phase()
+        }
         // The slot is pinned (invariant 1) and the future created here is dropped before the
         // resource leaves it (invariant 3): `&'a mut R` stays valid while anything can use it.
-        // SAFETY: no body future exists yet, so no other reference to the slot is alive (2).
-        let resource: &'a mut R = unsafe { &mut *this.resource.get() }
-            .as_mut()
-            .expect("a body was started after the resource was taken");
-        this.future = Some(body.call(resource));
+        // SAFETY: the phase is `Idle`, so the resource is initialized and no body future, hence
+        // no other reference to the slot, exists (invariant 2).
+        let resource: &'a mut R = unsafe { (*this.resource.get()).assume_init_mut() };
+        this.phase = Phase::Running(body.call(resource));
     }
 
     /// Polls the body future; drops it as soon as it completes.
@@ -80,29 +93,59 @@ impl<R, F: Future> Lend<R, F> {
         // SAFETY: nothing is moved out of `this`; the future is re-pinned right away and only
         // ever dropped in place.
         let this = unsafe { self.get_unchecked_mut() };
-        let future = this.future.as_mut().expect("no body is running");
+        let Phase::Running(future) = &mut this.phase else {
+            unreachable_phase()
+        };
         // SAFETY: `future` lives inside the pinned `Lend` and is never moved: it is only
         // dropped in place, by the assignment below, by `take` or by `Drop`.
         let output = core::task::ready!(unsafe { Pin::new_unchecked(future) }.poll(cx));
-        this.future = None;
+        this.phase = Phase::Idle;
         Poll::Ready(output)
     }
 
-    /// Drops the body future if there is one, then moves the resource out.
+    /// Drops the body future if there is one, then moves the resource out (`None` if it was
+    /// taken before).
     #[inline]
     pub(crate) fn take(self: Pin<&mut Self>) -> Option<R> {
         // SAFETY: the future is dropped in place, never moved; the resource was never pinned
         // (only the borrow of it needed a fixed address) and may be moved once no body future
         // exists.
         let this = unsafe { self.get_unchecked_mut() };
-        this.future = None;
-        this.resource.get_mut().take()
+        match this.phase {
+            Phase::Taken => return None,
+            Phase::Idle => {}
+            // The borrower goes first (invariant 3). Should its destructor panic, the phase is
+            // `Idle` and the resource still in place, for a later `take` or `Drop`.
+            Phase::Running(_) => this.phase = Phase::Idle,
+        }
+        // The phase says the slot is empty before the value leaves it: nothing reads it twice.
+        this.phase = Phase::Taken;
+        // SAFETY: the phase was `Idle` or `Running` (its future is dropped just above), so the
+        // resource is initialized and no reference to it exists; `Taken` now records that it
+        // is gone, so it is neither read nor dropped again.
+        Some(unsafe { this.resource.get_mut().assume_init_read() })
     }
 }
 
 impl<R, F> Drop for Lend<R, F> {
     fn drop(&mut self) {
-        // Invariant 3: the borrower goes first. Field order would do the same; this states it.
-        self.future = None;
+        // Invariant 3: the borrower goes first.
+        if let Phase::Running(_) = self.phase {
+            self.phase = Phase::Idle;
+        }
+        if let Phase::Idle = self.phase {
+            self.phase = Phase::Taken;
+            // SAFETY: the phase was `Idle`, so the resource is initialized, and no body
+            // future borrows it (dropped just above); `Taken` keeps it from a second drop.
+            unsafe { self.resource.get_mut().assume_init_drop() }
+        }
     }
+}
+
+/// The panic of a broken internal invariant: a phase entered out of order. Kept out of line
+/// so that the hot paths carry no panic arguments.
+#[cold]
+#[inline(never)]
+pub(crate) fn unreachable_phase() -> ! {
+    panic!("internal error: a `WithFuture` reached a phase it cannot be in")
 }

@@ -521,18 +521,22 @@ where
         if let StateProj::Start { .. } = state.as_mut().project() {
             let StateReplace::Start { manager, body } = state.as_mut().project_replace(State::Done)
             else {
-                unreachable!()
+                crate::lend::unreachable_phase()
             };
             state.set(State::Enter {
                 future: manager.enter(),
                 body,
             });
         }
+        // The body, from the poll that entered until the body is called (in the same poll, inside
+        // the same panic catch as the body future's first poll).
+        let mut body = None;
         if let StateProj::Enter { future, .. } = state.as_mut().project() {
             let entered = ready!(future.poll(cx));
-            let StateReplace::Enter { body, .. } = state.as_mut().project_replace(State::Done)
+            let StateReplace::Enter { body: entered_body, .. } =
+                state.as_mut().project_replace(State::Done)
             else {
-                unreachable!()
+                crate::lend::unreachable_phase()
             };
             let (resource, exit) = match entered {
                 Ok(entered) => entered,
@@ -542,15 +546,16 @@ where
                 lend: Lend::new(resource),
                 exit,
             });
-            let StateProj::Body { lend, .. } = state.as_mut().project() else {
-                unreachable!()
-            };
-            if let Err(payload) = catch(|| lend.start(body)) {
-                exit_after_panic(state.as_mut(), payload);
-            }
+            body = Some(entered_body);
         }
         if let StateProj::Body { mut lend, .. } = state.as_mut().project() {
-            let ended = match catch(|| lend.as_mut().poll_body(cx)) {
+            let polled = catch(|| {
+                if let Some(body) = body {
+                    lend.as_mut().start(body);
+                }
+                lend.as_mut().poll_body(cx)
+            });
+            let ended = match polled {
                 Ok(Poll::Pending) => return Poll::Pending,
                 Ok(Poll::Ready(output)) => match output.into_result() {
                     Ok(value) => Ended::Ok(value),
@@ -562,11 +567,11 @@ where
             start_exit(state.as_mut(), ended);
         }
         let StateProj::Exit { future, ended } = state.as_mut().project() else {
-            panic!("`WithFuture` polled after completion")
+            polled_after_completion()
         };
         let exited = ready!(M::Exit::poll_exit(future, cx, ended.outcome()));
         let StateReplace::Exit { ended, .. } = state.project_replace(State::Done) else {
-            unreachable!()
+            crate::lend::unreachable_phase()
         };
         Poll::Ready(match (ended, exited) {
             (Ended::Ok(value), Ok(())) => Ok(value),
@@ -590,38 +595,20 @@ where
     B::Err: fmt::Debug + 'static,
 {
     let StateProj::Body { lend, .. } = state.as_mut().project() else {
-        unreachable!()
+        crate::lend::unreachable_phase()
     };
-    let resource = lend.take().expect("the resource is in place until exit");
+    let resource = lend.take().unwrap_or_else(|| crate::lend::unreachable_phase());
     let StateReplace::Body { exit, .. } = state.as_mut().project_replace(State::Done) else {
-        unreachable!()
+        crate::lend::unreachable_phase()
     };
     let future = exit.exit(resource, ended.outcome());
     state.set(State::Exit { future, ended });
 }
 
-/// The body's closure panicked before it returned a future.
-#[cfg(feature = "std")]
-fn exit_after_panic<'a, M, B>(
-    state: Pin<&mut State<'a, M, B>>,
-    payload: std::boxed::Box<dyn Any + Send>,
-) where
-    M: AsyncEnter,
-    M::Resource: 'a,
-    B: Body<'a, M::Resource>,
-    B::Err: fmt::Debug + 'static,
-{
-    start_exit(state, Ended::Panicked(payload));
-}
-
-#[cfg(not(feature = "std"))]
-fn exit_after_panic<'a, M, B>(_: Pin<&mut State<'a, M, B>>, never: core::convert::Infallible)
-where
-    M: AsyncEnter,
-    M::Resource: 'a,
-    B: Body<'a, M::Resource>,
-{
-    match never {}
+#[cold]
+#[inline(never)]
+fn polled_after_completion() -> ! {
+    panic!("`WithFuture` polled after completion")
 }
 
 impl<'a, M, B> FusedFuture for WithFuture<'a, M, B>

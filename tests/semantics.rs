@@ -458,6 +458,57 @@ fn s3_panic_resumes_even_when_exit_fails() {
     assert!(log.events().contains(&exit_start(Status::Panicked, 0)));
 }
 
+/// A body future that panics when polled, and panics again when dropped the first time.
+#[cfg(feature = "std")]
+struct PanicsTwice {
+    armed: bool,
+}
+
+#[cfg(feature = "std")]
+impl Future for PanicsTwice {
+    type Output = Result<u32, BodyError>;
+
+    fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Self::Output> {
+        std::panic::panic_any(Payload(5))
+    }
+}
+
+#[cfg(feature = "std")]
+impl Drop for PanicsTwice {
+    fn drop(&mut self) {
+        if core::mem::take(&mut self.armed) {
+            std::panic::panic_any(Payload(6))
+        }
+    }
+}
+
+/// The body panics and its future's destructor panics too: the second panic escapes `poll`
+/// before exit runs, and the resource is still in place, so dropping the future afterwards
+/// hands it to `cancel`, once (documented under `# Panics`).
+#[cfg(feature = "std")]
+#[test]
+fn s3_body_destructor_panic_escapes_then_drop_cancels() {
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+
+    let log = Log::new();
+    let mut future = Box::pin(with(Scripted::new(&log).initial(4), |_res: &mut Res| {
+        PanicsTwice { armed: true }
+    }));
+    let caught = catch_unwind(AssertUnwindSafe(|| support::poll_to_end(future.as_mut())));
+    assert_eq!(
+        caught.unwrap_err().downcast_ref::<Payload>(),
+        Some(&Payload(6)),
+        "the destructor's panic escapes poll"
+    );
+    assert_eq!(exits(&log), 0);
+    assert_eq!(cancels(&log), 0);
+    assert!(!future.is_terminated());
+    drop(future);
+    assert_eq!(exits(&log), 0);
+    assert_eq!(log.count(|e| *e == Cancel(4)), 1);
+    assert_eq!(cancels(&log), 1);
+}
+
 /// Without `std` a body panic is not caught: it unwinds through `poll`, exit does not run, and
 /// dropping the future afterwards cancels the resource (documented under `# Panics`).
 #[cfg(not(feature = "std"))]
