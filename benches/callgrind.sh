@@ -1,15 +1,22 @@
 #!/usr/bin/env bash
-# Instruction counts per enter–body–exit cycle of scenario (b) (every phase Pending once), for
-# each variant, and of scenarios (d) three nested and (e) three as a tuple (`*_nested`,
-# `with_tuple`), counted by valgrind's callgrind: deterministic for a given binary, so changes
-# can be compared on a noisy machine.
+# Instructions per enter–body–exit cycle, counted by valgrind's callgrind: deterministic for a
+# given compiler, dependency set and binary, so changes can be compared on a noisy machine.
+# Prints, for scenarios (a) ready, (b) every phase Pending once, (d) three nested and (e) three
+# as a tuple, `with` against the same logic as one `async fn` and the ratio of the two; then
+# scenario (b) for the boxed body and the combinator chain.
 #
 #   bash benches/callgrind.sh [cycles] [cargo flags]   # default 10000 cycles per variant
 #   bash benches/callgrind.sh 10000 --no-default-features   # without `std` (no panic catching)
 #   VARIANTS="nested_with_10 stack_with_10 stack_close_10" bash benches/callgrind.sh 1000
-#                                          # other variants: scenario (f), see bench_table.rs
+#                          # only these variants, scenario (b) (others: see bench_table.rs)
 #
-# Each count is per cycle (divide by N for per entry in scenario (f)).
+# The regression guard of `.ci/run`: fails if scenario (b)'s ratio is above LIMIT.
+#
+#   LIMIT=1.06 bash benches/callgrind.sh 10000 --no-default-features
+#
+# Counts depend on the compiler: `.ci/run` pins it (RUSTUP_TOOLCHAIN=1.95.0) and records the
+# limits it was measured against next to that pin.
+#
 # Needs valgrind (Debian: `apt-get install valgrind`).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -19,18 +26,58 @@ shift || true
 cargo build --release --example bench_table "$@" >&2
 bin="${CARGO_TARGET_DIR:-target}/release/examples/bench_table"
 out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
 
-printf '| variant | instructions per cycle |\n|---|---:|\n'
-variants="${VARIANTS:-with async_fn boxed combinators with_nested with_tuple async_fn_nested}"
-for variant in $variants; do
-  valgrind --tool=callgrind --callgrind-out-file="$out/$variant.out" \
+# count VARIANT [ready]: instructions per cycle (one decimal).
+count() {
+  local variant=$1 mode=${2:-pending}
+  valgrind --tool=callgrind --callgrind-out-file="$out/$variant.$mode.out" \
     --collect-atstart=no --toggle-collect='bench_table::cycles' \
-    "$bin" cycles "$variant" "$n" 2>"$out/$variant.log"
-  total=$(grep -E '^(summary|totals):' "$out/$variant.out" | tail -n 1 | awk '{print $2}')
+    "$bin" cycles "$variant" "$n" "$mode" 2>"$out/$variant.log"
+  local total
+  total=$(grep -E '^(summary|totals):' "$out/$variant.$mode.out" | tail -n 1 | awk '{print $2}')
   if [ -z "$total" ] || [ "$total" -eq 0 ]; then
     echo "callgrind counted nothing for $variant (see $out/$variant.log)" >&2
     exit 1
   fi
-  printf '| %s | %s |\n' "$variant" "$(awk -v t="$total" -v n="$n" 'BEGIN { printf "%.1f", t / n }')"
+  awk -v t="$total" -v n="$n" 'BEGIN { printf "%.1f", t / n }'
+}
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
+
+echo "$(rustc --version), $n cycles, flags: ${*:-(default features)}"
+
+if [ -n "${VARIANTS:-}" ]; then
+  printf '| variant | instructions per cycle |\n|---|---:|\n'
+  for variant in $VARIANTS; do
+    printf '| %s | %s |\n' "$variant" "$(count "$variant")"
+  done
+  exit 0
+fi
+
+printf '| scenario | `with` | `async fn` | ratio |\n|---|---:|---:|---:|\n'
+row() {
+  local scenario=$1 with=$2 base=$3 mode=${4:-pending} w b
+  w=$(count "$with" "$mode")
+  b=$(count "$base" "$mode")
+  printf '| %s | %s | %s | %s |\n' "$scenario" "$w" "$b" "$(ratio "$w" "$b")"
+  if [ "$scenario" = "(b) pending once" ]; then b_ratio=$(ratio "$w" "$b"); fi
+}
+b_ratio=
+row "(a) ready" with async_fn ready
+row "(b) pending once" with async_fn
+row "(d) three nested" with_nested async_fn_nested
+row "(e) three as a tuple" with_tuple async_fn_nested
+
+printf '\n| scenario (b), other styles | instructions per cycle |\n|---|---:|\n'
+for variant in boxed combinators; do
+  printf '| %s | %s |\n' "$variant" "$(count "$variant")"
 done
-rm -rf "$out"
+
+if [ -n "${LIMIT:-}" ]; then
+  if awk -v r="$b_ratio" -v l="$LIMIT" 'BEGIN { exit !(r > l) }'; then
+    echo "REGRESSION: scenario (b) costs $b_ratio times the async fn's instructions (limit $LIMIT)" >&2
+    exit 1
+  fi
+  echo "scenario (b): $b_ratio times the async fn (limit $LIMIT): ok"
+fi

@@ -240,6 +240,7 @@ where
 {
     type Output = Result<(R, ExitFn<Exit, Cancel>), X>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let resource = ready!(this.future.poll(cx))?;

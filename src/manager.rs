@@ -153,6 +153,7 @@ pub trait AsyncExit<R> {
     /// [`exit`](AsyncExit::exit). Only an exit that runs other exits one after another
     /// overrides it — a group shows each later member the body's outcome (or the newest
     /// failure) when it creates that member's exit future, after the first poll.
+    #[inline]
     fn poll_exit(
         future: Pin<&mut Self::Future>,
         cx: &mut Context<'_>,
