@@ -33,12 +33,15 @@ use core::task::{Context, Poll};
 
 use crate::body::Body;
 
-/// A resource lent to the future `F` that borrows it.
-pub(crate) struct Lend<R, F> {
+/// A resource lent to the future `F` that borrows it, and a value `K` kept beside it and
+/// handed out with it (the exit handle: what will release the resource).
+pub(crate) struct Lend<R, K, F> {
     /// Whether the resource is in place and whether a body future borrows it.
     phase: Phase<F>,
     /// The resource: initialized unless `phase` is [`Phase::Taken`].
     resource: UnsafeCell<MaybeUninit<R>>,
+    /// Initialized unless `phase` is [`Phase::Taken`]; never borrowed by the body.
+    kept: MaybeUninit<K>,
     _pinned: PhantomPinned,
 }
 
@@ -53,12 +56,13 @@ enum Phase<F> {
     Taken,
 }
 
-impl<R, F: Future> Lend<R, F> {
+impl<R, K, F: Future> Lend<R, K, F> {
     #[inline]
-    pub(crate) fn new(resource: R) -> Self {
+    pub(crate) fn new(resource: R, kept: K) -> Self {
         Lend {
             phase: Phase::Idle,
             resource: UnsafeCell::new(MaybeUninit::new(resource)),
+            kept: MaybeUninit::new(kept),
             _pinned: PhantomPinned,
         }
     }
@@ -108,10 +112,10 @@ impl<R, F: Future> Lend<R, F> {
         Poll::Ready(output)
     }
 
-    /// Drops the body future if there is one, then moves the resource out (`None` if it was
-    /// taken before).
+    /// Drops the body future if there is one, then moves the resource and the kept value out
+    /// (`None` if they were taken before).
     #[inline]
-    pub(crate) fn take(self: Pin<&mut Self>) -> Option<R> {
+    pub(crate) fn take(self: Pin<&mut Self>) -> Option<(R, K)> {
         // SAFETY: the future is dropped in place, never moved; the resource was never pinned
         // (only the borrow of it needed a fixed address) and may be moved once no body future
         // exists.
@@ -126,9 +130,14 @@ impl<R, F: Future> Lend<R, F> {
         // The phase says the slot is empty before the value leaves it: nothing reads it twice.
         this.phase = Phase::Taken;
         // SAFETY: the phase was `Idle` or `Running` (its future is dropped just above), so the
-        // resource is initialized and no reference to it exists; `Taken` now records that it
-        // is gone, so it is neither read nor dropped again.
-        Some(unsafe { this.resource.get_mut().assume_init_read() })
+        // resource and the kept value are initialized and no reference to either exists;
+        // `Taken` now records that they are gone, so they are neither read nor dropped again.
+        Some(unsafe {
+            (
+                this.resource.get_mut().assume_init_read(),
+                this.kept.assume_init_read(),
+            )
+        })
     }
 }
 

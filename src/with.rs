@@ -440,12 +440,10 @@ pin_project! {
     {
         fn drop(this: Pin<&mut Self>) {
             let mut state = this.project().state;
-            if let StateProj::Body { lend, .. } = state.as_mut().project() {
+            if let StateProj::Body { lend } = state.as_mut().project() {
                 // The body future is dropped inside `take`, before the resource moves.
-                let resource = lend.take();
-                if let (Some(resource), StateReplace::Body { exit, .. }) =
-                    (resource, state.project_replace(State::Done))
-                {
+                if let Some((resource, exit)) = lend.take() {
+                    state.set(State::Done);
                     exit.cancel(resource);
                 }
             }
@@ -467,7 +465,7 @@ pin_project! {
     {
         Start { manager: M, body: B },
         Enter { #[pin] future: M::Enter, body: B },
-        Body { #[pin] lend: Lend<M::Resource, BodyFuture<'a, M, B>>, exit: M::Exit },
+        Body { #[pin] lend: Lend<M::Resource, M::Exit, BodyFuture<'a, M, B>> },
         Exit { #[pin] future: ExitFuture<M>, ended: Ended<B::Ok, B::Err> },
         Done,
     }
@@ -533,8 +531,9 @@ where
         let mut body = None;
         if let StateProj::Enter { future, .. } = state.as_mut().project() {
             let entered = ready!(future.poll(cx));
-            let StateReplace::Enter { body: entered_body, .. } =
-                state.as_mut().project_replace(State::Done)
+            let StateReplace::Enter {
+                body: entered_body, ..
+            } = state.as_mut().project_replace(State::Done)
             else {
                 crate::lend::unreachable_phase()
             };
@@ -543,8 +542,7 @@ where
                 Err(error) => return Poll::Ready(Err(Error::Enter(error))),
             };
             state.set(State::Body {
-                lend: Lend::new(resource),
-                exit,
+                lend: Lend::new(resource, exit),
             });
             body = Some(entered_body);
         }
@@ -594,13 +592,14 @@ where
     B: Body<'a, M::Resource>,
     B::Err: fmt::Debug + 'static,
 {
-    let StateProj::Body { lend, .. } = state.as_mut().project() else {
+    let StateProj::Body { lend } = state.as_mut().project() else {
         crate::lend::unreachable_phase()
     };
-    let resource = lend.take().unwrap_or_else(|| crate::lend::unreachable_phase());
-    let StateReplace::Body { exit, .. } = state.as_mut().project_replace(State::Done) else {
+    let Some((resource, exit)) = lend.take() else {
         crate::lend::unreachable_phase()
     };
+    // Finished while `exit` runs: should it panic, the future stays finished.
+    state.set(State::Done);
     let future = exit.exit(resource, ended.outcome());
     state.set(State::Exit { future, ended });
 }
