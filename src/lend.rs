@@ -13,11 +13,12 @@
 //!    body's `&mut` is the only way to the resource.
 //! 3. The body future is always dropped before the resource leaves the slot ([`Lend::take`]),
 //!    so the borrow it holds never dangles. A `Lend` has no `Drop` of its own: dropping one
-//!    drops the body or its future (an ordinary field) and never the resource. Its owner takes
-//!    the resource out first, on every path — [`crate::WithFuture`] does, to hand it to exit
-//!    or to `cancel` — so the one way to leak a resource is a body future whose destructor
+//!    drops the body future (an ordinary field) and never the resource or the kept value. Its
+//!    owner takes both out first, on every path — [`crate::WithFuture`] does, to hand them to
+//!    exit or to `cancel` — so the one way to leak them is a body future whose destructor
 //!    panics while the `WithFuture` is being dropped. (A `Drop` here, for that path alone,
-//!    cost about 65 bytes of flash per `with` in the firmware.)
+//!    cost about 65 bytes of flash per `with` in the firmware, and kept nested `with`s from
+//!    being inlined into each other.)
 //! 4. The body's output cannot borrow the resource. This one is kept by the only caller,
 //!    not here: [`crate::with`], the only place a `Lend` is created, requires the body for
 //!    every lifetime `'r` with `Ok` and `Err` the same for all of them. (Stating that bound on

@@ -439,11 +439,10 @@ pin_project! {
         B: Body<'a, M::Resource>,
     {
         fn drop(this: Pin<&mut Self>) {
-            let mut state = this.project().state;
-            if let StateProj::Body { lend } = state.as_mut().project() {
+            let state = this.project().state;
+            if let StateProj::Body { lend } = state.project() {
                 // The body future is dropped inside `take`, before the resource moves.
                 if let Some((resource, exit)) = lend.take() {
-                    state.set(State::Done);
                     exit.cancel(resource);
                 }
             }

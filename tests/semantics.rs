@@ -1242,6 +1242,76 @@ fn s8_is_terminated() {
     assert!(failed.is_terminated());
 }
 
+/// A manager whose `enter` (not its future) panics when `in_enter`, else whose exit handle's
+/// `exit` (not its future) panics.
+#[cfg(feature = "std")]
+struct PanicsInCall {
+    in_enter: bool,
+    cancels: std::rc::Rc<Cell<u32>>,
+}
+
+#[cfg(feature = "std")]
+struct PanicsInExit(std::rc::Rc<Cell<u32>>);
+
+#[cfg(feature = "std")]
+impl AsyncEnter for PanicsInCall {
+    type Resource = u32;
+    type Error = Fail;
+    type Exit = PanicsInExit;
+    type Enter = Ready<Result<(u32, PanicsInExit), Fail>>;
+
+    fn enter(self) -> Self::Enter {
+        if self.in_enter {
+            std::panic::panic_any(Payload(8));
+        }
+        ready(Ok((1, PanicsInExit(self.cancels))))
+    }
+}
+
+#[cfg(feature = "std")]
+impl AsyncExit<u32> for PanicsInExit {
+    type Error = Fail;
+    type Future = Ready<Result<(), Fail>>;
+
+    fn exit(self, _: u32, _: Outcome<'_>) -> Self::Future {
+        std::panic::panic_any(Payload(9))
+    }
+
+    fn cancel(self, _: u32) {
+        self.0.set(self.0.get() + 1);
+    }
+}
+
+/// A panic in `AsyncEnter::enter` or `AsyncExit::exit` themselves leaves the future finished:
+/// `is_terminated` is true, another poll panics as after completion, and dropping it cancels
+/// nothing (documented under `# Panics`).
+#[cfg(feature = "std")]
+#[test]
+fn s8_panic_in_enter_or_exit_call_leaves_it_finished() {
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+
+    for (in_enter, payload) in [(true, 8), (false, 9)] {
+        let cancels = std::rc::Rc::new(Cell::new(0));
+        let manager = PanicsInCall {
+            in_enter,
+            cancels: cancels.clone(),
+        };
+        let mut future = Box::pin(with(manager, async |n| *n += 1));
+        let caught = catch_unwind(AssertUnwindSafe(|| support::poll_to_end(future.as_mut())));
+        assert_eq!(
+            caught.unwrap_err().downcast_ref::<Payload>(),
+            Some(&Payload(payload))
+        );
+        assert!(future.is_terminated(), "in_enter: {in_enter}");
+        let again = catch_unwind(AssertUnwindSafe(|| support::poll_to_end(future.as_mut())));
+        let message = again.unwrap_err();
+        let message = message.downcast_ref::<&str>().copied().unwrap_or_default();
+        assert!(message.contains("polled after completion"), "{message:?}");
+        drop(future);
+        assert_eq!(cancels.get(), 0, "the resource went to exit, not to cancel");
+    }
+}
+
 #[test]
 fn s8_debug_shows_the_phase() {
     let log = Log::new();
