@@ -9,12 +9,17 @@
 //! chip is ready and then reads its ID, one that fails with a bus error, and one cancelled by
 //! `select`; chip select ends high after each.
 //!
-//! Every step is printed through semihosting; the firmware ends QEMU with exit status 0 when
-//! every check passed, 1 otherwise (a failed check or a panic).
+//! Every step is printed through semihosting, then the size of each scenario's future; the
+//! firmware ends QEMU with exit status 0 when every check passed, 1 otherwise (a failed check or
+//! a panic).
 //!
 //! The sensor is simulated, but its driver is written as an embedded HAL's would be: named,
 //! poll-based futures that wait on a status "register" (here: a count of polls until the
 //! hardware is done), and a manager implemented by hand, with no allocation anywhere.
+//!
+//! Two builds of the same scenarios: by default each scope is a `with` (`with.rs`); with the
+//! feature `hand-written`, the same enter / body / exit / cancel logic written out by hand
+//! (`by_hand.rs`). Everything else is shared, so their size difference is what `with` costs.
 
 #![no_std]
 #![no_main]
@@ -23,18 +28,34 @@ use core::cell::Cell;
 use core::convert::Infallible;
 use core::future::Future;
 use core::mem::size_of_val;
-use core::pin::{Pin, pin};
+use core::pin::Pin;
 use core::sync::atomic::{AtomicU32, Ordering};
 use core::task::{Context, Poll};
 
-use async_with::{AsyncEnter, AsyncExit, Error, Outcome, with};
+use async_with::{AsyncEnter, AsyncExit, Error, Outcome};
 use cortex_m_semihosting::{debug, hprintln};
 use embassy_executor::Spawner;
 use embassy_futures::select::{Either, select};
 use embedded_hal::digital::{ErrorType as PinErrorType, OutputPin};
 use embedded_hal::spi::{ErrorKind, ErrorType as SpiErrorType};
 use embedded_hal_async::spi::SpiBus;
-use spi_device::transaction;
+
+// Where the two builds differ: how a scenario runs its body inside a manager.
+#[cfg(not(feature = "hand-written"))]
+#[path = "with.rs"]
+mod scope;
+#[cfg(feature = "hand-written")]
+#[path = "by_hand.rs"]
+mod scope;
+
+use scope::{powered, transaction};
+
+/// What an SPI scenario's scope resolves to: the body's value, or `with`'s error, whose manager
+/// side is `spi_device::SpiError` (the bus's or the chip-select pin's).
+type Transaction<Bus, Cs, T, E> = Result<
+    T,
+    Error<spi_device::SpiError<<Bus as SpiErrorType>::Error, <Cs as PinErrorType>::Error>, E>,
+>;
 
 /// Errors of the sensor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -390,9 +411,40 @@ fn check_deselected(line: &Line) {
     hprintln!("check: chip select high");
 }
 
+/// Returns `future` as it is, after writing its size to `size`. Measured by value before it is
+/// awaited, so measuring keeps no copy of it in the future that awaits it.
+fn measured<F: Future>(future: F, size: &mut usize) -> F {
+    *size = size_of_val(&future);
+    future
+}
+
+/// The scenarios, by the names their sizes are printed with.
+const SCENARIOS: [&str; 6] = [
+    "1. read",
+    "2. failing read",
+    "3. read cancelled by select",
+    "4. SPI transaction",
+    "5. failing SPI transaction",
+    "6. SPI transaction cancelled by select",
+];
+
 #[embassy_executor::main]
 async fn main(_spawner: Spawner) {
     hprintln!("async-with on a Cortex-M3 (embassy-executor, QEMU lm3s6965evb)");
+    let mut run_size = 0;
+    let sizes = measured(run(), &mut run_size).await;
+    for (scenario, size) in SCENARIOS.iter().zip(sizes) {
+        hprintln!("size_of future, {} = {} bytes", scenario, size);
+    }
+    hprintln!("size_of future, all six (the task's) = {} bytes", run_size);
+    hprintln!("all checks passed");
+    debug::exit(debug::EXIT_SUCCESS);
+}
+
+/// Runs the six scenarios, checking each; returns the size of each one's future (a `WithFuture`,
+/// or in the `hand-written` build the future of the `async fn` that replaces it).
+async fn run() -> [usize; 6] {
+    let mut sizes = [0; 6];
     let mut sensor = Sensor {
         powered: false,
         fault: false,
@@ -400,25 +452,24 @@ async fn main(_spawner: Spawner) {
     };
 
     hprintln!("-- 1. read");
-    let read = with(Powered(&mut sensor), async |sensor| {
+    let read = powered(&mut sensor, async |sensor| {
         let value = sensor.read().await?;
         hprintln!("body: read {}", value);
         Ok::<_, SensorError>(value)
     });
-    let with_size = size_of_val(&read);
-    let result = read.await;
+    let result = measured(read, &mut sizes[0]).await;
     hprintln!("result: {:?}", result);
     check(result == Ok(2150), "the read returns 2150");
     check(!sensor.powered, "the sensor is powered down after the read");
 
     hprintln!("-- 2. failing read");
     sensor.fault = true;
-    let result = with(Powered(&mut sensor), async |sensor| {
+    let read = powered(&mut sensor, async |sensor| {
         let value = sensor.read().await;
         hprintln!("body: read {:?}", value);
         value
-    })
-    .await;
+    });
+    let result = measured(read, &mut sizes[1]).await;
     hprintln!("result: {:?}", result);
     check(
         result == Err(Error::Body(SensorError::NoAck)),
@@ -432,14 +483,14 @@ async fn main(_spawner: Spawner) {
 
     hprintln!("-- 3. read cancelled by select");
     sensor.conversion_polls = 1_000;
-    let read = with(Powered(&mut sensor), async |sensor| {
+    let read = powered(&mut sensor, async |sensor| {
         let _guard = DropGuard;
         hprintln!("body: slow read started");
         let value = sensor.read().await?;
         hprintln!("body: read {}", value);
         Ok::<_, SensorError>(value)
     });
-    match select(read, deadline(10)).await {
+    match select(measured(read, &mut sizes[2]), deadline(10)).await {
         Either::First(result) => {
             hprintln!("result: {:?}", result);
             fail("the deadline should have won");
@@ -469,29 +520,24 @@ async fn main(_spawner: Spawner) {
     };
 
     hprintln!("-- 4. SPI transaction (embedded-hal-async SpiBus, OutputPin chip select)");
-    // Pinned where it stands (in a block: it borrows the bus until dropped), so that measuring
-    // it does not make `.await` move it.
-    let (result, spi_with_size) = {
-        let mut read_id = pin!(with(transaction(&mut spi, &mut cs), async |spi| {
-            // How many operations run depends on what the chip answers: poll the status register
-            // until it is not busy, then read the ID.
-            loop {
-                spi.write(&[READ_STATUS]).await?;
-                let mut status = [0];
-                spi.read(&mut status).await?;
-                if status[0] & BUSY == 0 {
-                    break;
-                }
-                hprintln!("body: busy, read the status again");
+    let read_id = transaction(&mut spi, &mut cs, async |spi| {
+        // How many operations run depends on what the chip answers: poll the status register
+        // until it is not busy, then read the ID.
+        loop {
+            spi.write(&[READ_STATUS]).await?;
+            let mut status = [0];
+            spi.read(&mut status).await?;
+            if status[0] & BUSY == 0 {
+                break;
             }
-            spi.write(&[READ_ID]).await?;
-            let mut id = [0; 3];
-            spi.read(&mut id).await?;
-            Ok::<_, ErrorKind>(id)
-        }));
-        let size = size_of_val(&*read_id);
-        (read_id.as_mut().await, size)
-    };
+            hprintln!("body: busy, read the status again");
+        }
+        spi.write(&[READ_ID]).await?;
+        let mut id = [0; 3];
+        spi.read(&mut id).await?;
+        Ok::<_, ErrorKind>(id)
+    });
+    let result = measured(read_id, &mut sizes[3]).await;
     hprintln!("result: {:02x?}", result);
     check(result == Ok(FLASH_ID), "the transaction reads the flash ID");
     check(spi.flushes == 2, "enter and exit each flush the bus once");
@@ -499,14 +545,14 @@ async fn main(_spawner: Spawner) {
 
     hprintln!("-- 5. failing SPI transaction");
     spi.fault = Some(ErrorKind::Overrun);
-    let result = with(transaction(&mut spi, &mut cs), async |spi| {
+    let read_id = transaction(&mut spi, &mut cs, async |spi| {
         spi.write(&[READ_ID]).await?;
         let mut id = [0; 3];
         spi.read(&mut id).await?;
         hprintln!("body: read {:02x?}", id);
         Ok::<_, ErrorKind>(id)
-    })
-    .await;
+    });
+    let result = measured(read_id, &mut sizes[4]).await;
     hprintln!("result: {:?}", result);
     check(
         result == Err(Error::Body(ErrorKind::Overrun)),
@@ -517,14 +563,14 @@ async fn main(_spawner: Spawner) {
 
     hprintln!("-- 6. SPI transaction cancelled by select");
     spi.data_polls = 1_000;
-    let read_data = with(transaction(&mut spi, &mut cs), async |spi| {
+    let read_data = transaction(&mut spi, &mut cs, async |spi| {
         spi.write(&[READ_DATA, 0x00, 0x10, 0x00]).await?;
         hprintln!("body: slow read started");
         let mut data = [0; 16];
         spi.read(&mut data).await?;
         Ok::<_, ErrorKind>(data[0])
     });
-    match select(read_data, deadline(10)).await {
+    match select(measured(read_data, &mut sizes[5]), deadline(10)).await {
         Either::First(result) => {
             hprintln!("result: {:?}", result);
             fail("the deadline should have won");
@@ -536,14 +582,7 @@ async fn main(_spawner: Spawner) {
         "only enter flushed: the cancel hook cannot await",
     );
     check_deselected(&line);
-
-    hprintln!("size_of WithFuture (read task) = {} bytes", with_size);
-    hprintln!(
-        "size_of WithFuture (SPI transaction) = {} bytes",
-        spi_with_size
-    );
-    hprintln!("all checks passed");
-    debug::exit(debug::EXIT_SUCCESS);
+    sizes
 }
 
 #[panic_handler]

@@ -1,0 +1,47 @@
+//! The default build: each scenario's scope is an `async_with::with`.
+//!
+//! [`powered`] and [`transaction`] only put the manager in front of the body; the code that
+//! enters, runs the body, exits and cancels is the crate's. `by_hand.rs` (feature
+//! `hand-written`) has the same two functions with that logic written out, for comparing
+//! sizes.
+
+use core::fmt::Debug;
+use core::future::Future;
+
+use async_with::{Body, Error, with};
+use embedded_hal::digital::OutputPin;
+use embedded_hal_async::spi::SpiBus;
+use spi_device::Selected;
+
+use crate::{Powered, Sensor, SensorError, Transaction};
+
+/// `with(Powered(sensor), body)`: the sensor powered up for `body`, powered down after it, its
+/// power cut by the manager's `cancel` hook if the future is dropped mid-body.
+pub(crate) fn powered<'d, B, T, E>(
+    sensor: &'d mut Sensor,
+    body: B,
+) -> impl Future<Output = Result<T, Error<SensorError, E>>>
+where
+    B: AsyncFnOnce(&mut &'d mut Sensor) -> Result<T, E>,
+    B: for<'r> Body<'r, &'d mut Sensor, Ok = T, Err = E>,
+    E: Debug + 'static,
+{
+    with(Powered(sensor), body)
+}
+
+/// `with(spi_device::transaction(bus, cs), body)`: one SPI transaction with the device behind
+/// `cs`, through `../spi-device`'s manager.
+pub(crate) fn transaction<'d, Bus, Cs, B, T, E>(
+    bus: &'d mut Bus,
+    cs: &'d mut Cs,
+    body: B,
+) -> impl Future<Output = Transaction<Bus, Cs, T, E>>
+where
+    Bus: SpiBus,
+    Cs: OutputPin,
+    B: AsyncFnOnce(&mut Selected<'d, Bus, Cs>) -> Result<T, E>,
+    B: for<'r> Body<'r, Selected<'d, Bus, Cs>, Ok = T, Err = E>,
+    E: Debug + 'static,
+{
+    with(spi_device::transaction(bus, cs), body)
+}
