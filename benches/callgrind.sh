@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Instructions per enter–body–exit cycle, counted by valgrind's callgrind: deterministic for a
 # given compiler, dependency set and binary, so changes can be compared on a noisy machine.
-# Prints, for scenarios (a) ready, (b) every phase Pending once, (d) three nested and (e) three
-# as a tuple, `with` against the same logic as one `async fn` and the ratio of the two; then
+# Prints, for scenarios (a) ready, (b) every phase Pending once, (c) the body fails and exit
+# rolls back, (d) three nested and (e) three as a tuple, `with` against the same logic as one `async fn` and the ratio of the two; then
 # scenario (b) for the boxed body and the combinator chain.
 #
 #   bash benches/callgrind.sh [cycles] [cargo flags]   # default 10000 cycles per variant
@@ -66,6 +66,7 @@ row() {
 b_ratio=
 row "(a) ready" with async_fn ready
 row "(b) pending once" with async_fn
+row "(c) body fails, rollback" with_rollback async_fn_rollback
 row "(d) three nested" with_nested async_fn_nested
 row "(e) three as a tuple" with_tuple async_fn_nested
 

@@ -54,9 +54,9 @@ fn row<F: std::future::Future>(scenario: &str, variant: &str, make: impl Fn() ->
 }
 
 /// Runs `n` cycles of scenario (b) with `variant` (of scenario (a) when `pending` is false;
-/// the `*_nested` and `with_tuple` variants run scenarios (d) and (e); `stack_with_N`,
-/// `stack_close_N` (N = 1, 10, 1000) and `nested_with_N` (N = 1, 10) run scenario (f));
-/// the only function callgrind counts.
+/// the `*_rollback` variants run scenario (c), the `*_nested` and `with_tuple` variants
+/// scenarios (d) and (e); `stack_with_N`, `stack_close_N` (N = 1, 10, 1000) and
+/// `nested_with_N` (N = 1, 10) run scenario (f)); the only function callgrind counts.
 #[inline(never)]
 fn cycles(variant: &str, n: u64, pending: bool) {
     for _ in 0..n {
@@ -64,6 +64,8 @@ fn cycles(variant: &str, n: u64, pending: bool) {
         match variant {
             "with" => drop(black_box(run(with_future(pending, false)))),
             "async_fn" => drop(black_box(run(async_fn(pending, false)))),
+            "with_rollback" => drop(black_box(run(with_future(pending, true)))),
+            "async_fn_rollback" => drop(black_box(run(async_fn(pending, true)))),
             "boxed" => drop(black_box(run(boxed(pending, false)))),
             "combinators" => drop(black_box(run(combinators(pending, false)))),
             "with_nested" => drop(black_box(run(with_future_nested(pending)))),

@@ -408,7 +408,9 @@ pin_project! {
     /// (not their futures) leaves it finished: `is_terminated` is true, and another poll
     /// panics as after completion. If the body panics and its future's destructor panics too,
     /// that second panic escapes `poll` before exit can run; dropping the future then runs
-    /// `cancel`.
+    /// `cancel`. If the body future's destructor panics while the `WithFuture` itself is
+    /// dropped mid-body, that panic propagates and the resource and exit handle are leaked:
+    /// neither `cancel` nor their destructors run.
     ///
     /// # Auto traits
     ///

@@ -509,6 +509,96 @@ fn s3_body_destructor_panic_escapes_then_drop_cancels() {
     assert_eq!(cancels(&log), 1);
 }
 
+/// A body future that stays pending (waking itself) and panics when dropped.
+#[cfg(feature = "std")]
+struct PendingPanicsOnDrop;
+
+#[cfg(feature = "std")]
+impl Future for PendingPanicsOnDrop {
+    type Output = Result<(), BodyError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
+#[cfg(feature = "std")]
+impl Drop for PendingPanicsOnDrop {
+    fn drop(&mut self) {
+        std::panic::panic_any(Payload(7))
+    }
+}
+
+/// A resource that counts its drops, and an exit handle that counts cancels; no heap, so that
+/// leaking them is not a leak Miri reports.
+#[cfg(feature = "std")]
+struct Counted<'a>(&'a Cell<u32>);
+
+#[cfg(feature = "std")]
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() + 1);
+    }
+}
+
+#[cfg(feature = "std")]
+struct CountCancels<'a>(&'a Cell<u32>);
+
+#[cfg(feature = "std")]
+impl<'a> AsyncExit<Counted<'a>> for CountCancels<'a> {
+    type Error = Fail;
+    type Future = Ready<Result<(), Fail>>;
+
+    fn exit(self, _: Counted<'a>, _: Outcome<'_>) -> Self::Future {
+        ready(Ok(()))
+    }
+
+    fn cancel(self, _: Counted<'a>) {
+        self.0.set(self.0.get() + 1);
+    }
+}
+
+/// The body future's destructor panics while the `WithFuture` is dropped mid-body: the panic
+/// propagates, and the resource and the exit handle are leaked, neither cancelled nor dropped
+/// (documented under `# Panics`).
+#[cfg(feature = "std")]
+#[test]
+fn s7_body_destructor_panic_during_drop_leaks_the_resource() {
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+
+    let (drops, cancels) = (Cell::new(0), Cell::new(0));
+    let manager = counted(&drops, &cancels);
+    let mut future = Box::pin(with(manager, |_: &mut Counted<'_>| PendingPanicsOnDrop));
+    assert!(support::poll_once(future.as_mut()).is_pending());
+    let caught = catch_unwind(AssertUnwindSafe(move || drop(future)));
+    assert_eq!(
+        caught.unwrap_err().downcast_ref::<Payload>(),
+        Some(&Payload(7))
+    );
+    assert_eq!((drops.get(), cancels.get()), (0, 0));
+}
+
+/// A manager entering at once with a [`Counted`] resource and a [`CountCancels`] exit.
+#[cfg(feature = "std")]
+fn counted<'a>(
+    drops: &'a Cell<u32>,
+    cancels: &'a Cell<u32>,
+) -> impl AsyncEnter<Resource = Counted<'a>, Error = Fail> {
+    struct Enter<'a>(&'a Cell<u32>, &'a Cell<u32>);
+    impl<'a> AsyncEnter for Enter<'a> {
+        type Resource = Counted<'a>;
+        type Error = Fail;
+        type Exit = CountCancels<'a>;
+        type Enter = Ready<Result<(Counted<'a>, CountCancels<'a>), Fail>>;
+
+        fn enter(self) -> Self::Enter {
+            ready(Ok((Counted(self.0), CountCancels(self.1))))
+        }
+    }
+    Enter(drops, cancels)
+}
+
 /// Without `std` a body panic is not caught: it unwinds through `poll`, exit does not run, and
 /// dropping the future afterwards cancels the resource (documented under `# Panics`).
 #[cfg(not(feature = "std"))]
