@@ -53,7 +53,7 @@ enum Phase<F> {
     Idle,
     /// The resource is in place, and the body future borrows it.
     Running(F),
-    /// The resource has been moved out; no body future exists.
+    /// The resource and the kept value have been moved out; no body future exists.
     Taken,
 }
 
