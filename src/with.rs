@@ -406,11 +406,12 @@ pin_project! {
     /// leaves the future finished or mid-phase; if it is then dropped mid-body, `cancel` runs
     /// as for any drop. A panic in [`AsyncEnter::enter`] or [`AsyncExit::exit`] themselves
     /// (not their futures) leaves it finished: `is_terminated` is true, and another poll
-    /// panics as after completion. If the body panics and its future's destructor panics too,
-    /// that second panic escapes `poll` before exit can run; dropping the future then runs
-    /// `cancel`. If the body future's destructor panics while the `WithFuture` itself is
-    /// dropped mid-body, that panic propagates and the resource and exit handle are leaked:
-    /// neither `cancel` nor their destructors run.
+    /// panics as after completion. With `std`, if the body panics and its future's destructor
+    /// panics too, that second panic escapes `poll` before exit can run; dropping the future
+    /// then runs `cancel`. If the body future's destructor panics while the `WithFuture` itself
+    /// is dropped mid-body (with or without `std`), that panic propagates and the resource and
+    /// exit handle are leaked: neither `cancel` nor their destructors run. Polling again after
+    /// a panic escaped `poll` mid-body panics.
     ///
     /// # Auto traits
     ///

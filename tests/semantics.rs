@@ -458,14 +458,16 @@ fn s3_panic_resumes_even_when_exit_fails() {
     assert!(log.events().contains(&exit_start(Status::Panicked, 0)));
 }
 
-/// A body future that panics when polled, and panics again when dropped the first time.
+/// A body future that panics when polled, and panics again when dropped the first time; it
+/// counts its drops.
 #[cfg(feature = "std")]
-struct PanicsTwice {
+struct PanicsTwice<'a> {
     armed: bool,
+    drops: &'a Cell<u32>,
 }
 
 #[cfg(feature = "std")]
-impl Future for PanicsTwice {
+impl Future for PanicsTwice<'_> {
     type Output = Result<u32, BodyError>;
 
     fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Self::Output> {
@@ -474,8 +476,9 @@ impl Future for PanicsTwice {
 }
 
 #[cfg(feature = "std")]
-impl Drop for PanicsTwice {
+impl Drop for PanicsTwice<'_> {
     fn drop(&mut self) {
+        self.drops.set(self.drops.get() + 1);
         if core::mem::take(&mut self.armed) {
             std::panic::panic_any(Payload(6))
         }
@@ -491,8 +494,12 @@ fn s3_body_destructor_panic_escapes_then_drop_cancels() {
     use std::panic::{AssertUnwindSafe, catch_unwind};
 
     let log = Log::new();
+    let drops = Cell::new(0);
     let mut future = Box::pin(with(Scripted::new(&log).initial(4), |_res: &mut Res| {
-        PanicsTwice { armed: true }
+        PanicsTwice {
+            armed: true,
+            drops: &drops,
+        }
     }));
     let caught = catch_unwind(AssertUnwindSafe(|| support::poll_to_end(future.as_mut())));
     assert_eq!(
@@ -500,13 +507,47 @@ fn s3_body_destructor_panic_escapes_then_drop_cancels() {
         Some(&Payload(6)),
         "the destructor's panic escapes poll"
     );
+    assert_eq!(drops.get(), 1, "the body future is gone");
     assert_eq!(exits(&log), 0);
     assert_eq!(cancels(&log), 0);
     assert!(!future.is_terminated());
     drop(future);
+    assert_eq!(drops.get(), 1, "and is not dropped again");
     assert_eq!(exits(&log), 0);
     assert_eq!(log.count(|e| *e == Cancel(4)), 1);
     assert_eq!(cancels(&log), 1);
+}
+
+/// After the body future's destructor panic escaped `poll` (above), polling again panics with
+/// a message that says so; with `std` that panic is the body's, so exit runs, seeing
+/// `Panicked`, and the panic resumes.
+#[cfg(feature = "std")]
+#[test]
+fn s3_poll_after_an_escaped_panic_panics_and_exits() {
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+
+    let log = Log::new();
+    let drops = Cell::new(0);
+    let mut future = Box::pin(with(Scripted::new(&log).initial(4), |_res: &mut Res| {
+        PanicsTwice {
+            armed: true,
+            drops: &drops,
+        }
+    }));
+    let first = catch_unwind(AssertUnwindSafe(|| support::poll_to_end(future.as_mut())));
+    assert!(first.is_err());
+    let again = catch_unwind(AssertUnwindSafe(|| support::poll_to_end(future.as_mut())));
+    let again = again.unwrap_err();
+    let message = again.downcast_ref::<&str>().copied().unwrap_or_default();
+    assert!(
+        message.contains("polled again after a panic"),
+        "{message:?}"
+    );
+    assert_eq!(exits(&log), 1);
+    assert!(log.events().contains(&exit_start(Status::Panicked, 4)));
+    assert!(future.is_terminated());
+    drop(future);
+    assert_eq!((cancels(&log), drops.get()), (0, 1));
 }
 
 /// A body future that stays pending (waking itself) and panics when dropped.
@@ -564,7 +605,7 @@ impl<'a> AsyncExit<Counted<'a>> for CountCancels<'a> {
 /// (documented under `# Panics`).
 #[cfg(feature = "std")]
 #[test]
-fn s7_body_destructor_panic_during_drop_leaks_the_resource() {
+fn s3_body_destructor_panic_during_drop_leaks_the_resource() {
     use std::panic::{AssertUnwindSafe, catch_unwind};
 
     let (drops, cancels) = (Cell::new(0), Cell::new(0));
@@ -1398,7 +1439,7 @@ fn s8_panic_in_enter_or_exit_call_leaves_it_finished() {
         let message = message.downcast_ref::<&str>().copied().unwrap_or_default();
         assert!(message.contains("polled after completion"), "{message:?}");
         drop(future);
-        assert_eq!(cancels.get(), 0, "the resource went to exit, not to cancel");
+        assert_eq!(cancels.get(), 0, "cancel does not run");
     }
 }
 
