@@ -105,7 +105,7 @@ impl<R, K, F: Future> Lend<R, K, F> {
         // ever dropped in place.
         let this = unsafe { self.get_unchecked_mut() };
         let Phase::Running(future) = &mut this.phase else {
-            polled_after_panic()
+            unreachable_phase()
         };
         // SAFETY: `future` lives inside the pinned `Lend` and is never moved: it is only
         // dropped in place: by the assignment below, by `take`, or as a field when the `Lend` is.
@@ -143,18 +143,13 @@ impl<R, K, F: Future> Lend<R, K, F> {
     }
 }
 
-/// The panic of a `WithFuture` polled again after a panic escaped its poll mid-body (the body
-/// or its future's destructor panicked, and nothing caught it).
-#[cold]
-#[inline(never)]
-fn polled_after_panic() -> ! {
-    panic!("`WithFuture` polled again after a panic escaped its `poll` mid-body")
-}
-
-/// The panic of a broken internal invariant: a phase entered out of order. Kept out of line
-/// so that the hot paths carry no panic arguments.
+/// The panic of a `WithFuture` polled in a phase it cannot go on from. The one way to get
+/// there is to poll it again after a panic escaped its `poll` mid-body (the body closure or its
+/// future's destructor panicked, and nothing caught it); every other caller is an internal
+/// invariant. One function and one message for all of them, out of line, so that the hot
+/// paths carry no panic arguments and the firmware one message.
 #[cold]
 #[inline(never)]
 pub(crate) fn unreachable_phase() -> ! {
-    panic!("internal error: a `WithFuture` reached a phase it cannot be in")
+    panic!("`WithFuture` polled again after a panic escaped an earlier `poll`")
 }

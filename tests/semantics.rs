@@ -485,21 +485,18 @@ impl Drop for PanicsTwice<'_> {
     }
 }
 
-/// The body panics and its future's destructor panics too: the second panic escapes `poll`
-/// before exit runs, and the resource is still in place, so dropping the future afterwards
-/// hands it to `cancel`, once (documented under `# Panics`).
+/// A boxed `with` of these tests, named.
 #[cfg(feature = "std")]
-#[test]
-fn s3_body_destructor_panic_escapes_then_drop_cancels() {
+type BoxedWith<'a> = Pin<Box<dyn FusedFuture<Output = Result<u32, Error<Fail, BodyError>>> + 'a>>;
+
+/// A `with` (resource value 4) whose body future panics when polled and again when first
+/// dropped, polled once: the destructor's panic has escaped `poll` (checked here).
+#[cfg(feature = "std")]
+fn after_escaped_destructor_panic<'a>(log: &Log, drops: &'a Cell<u32>) -> BoxedWith<'a> {
     use std::panic::{AssertUnwindSafe, catch_unwind};
 
-    let log = Log::new();
-    let drops = Cell::new(0);
-    let mut future = Box::pin(with(Scripted::new(&log).initial(4), |_res: &mut Res| {
-        PanicsTwice {
-            armed: true,
-            drops: &drops,
-        }
+    let mut future = Box::pin(with(Scripted::new(log).initial(4), |_res: &mut Res| {
+        PanicsTwice { armed: true, drops }
     }));
     let caught = catch_unwind(AssertUnwindSafe(|| support::poll_to_end(future.as_mut())));
     assert_eq!(
@@ -507,6 +504,18 @@ fn s3_body_destructor_panic_escapes_then_drop_cancels() {
         Some(&Payload(6)),
         "the destructor's panic escapes poll"
     );
+    future
+}
+
+/// The body panics and its future's destructor panics too: the second panic escapes `poll`
+/// before exit runs, and the resource is still in place, so dropping the future afterwards
+/// hands it to `cancel`, once (documented under `# Panics`).
+#[cfg(feature = "std")]
+#[test]
+fn s3_body_destructor_panic_escapes_then_drop_cancels() {
+    let log = Log::new();
+    let drops = Cell::new(0);
+    let future = after_escaped_destructor_panic(&log, &drops);
     assert_eq!(drops.get(), 1, "the body future is gone");
     assert_eq!(exits(&log), 0);
     assert_eq!(cancels(&log), 0);
@@ -528,14 +537,7 @@ fn s3_poll_after_an_escaped_panic_panics_and_exits() {
 
     let log = Log::new();
     let drops = Cell::new(0);
-    let mut future = Box::pin(with(Scripted::new(&log).initial(4), |_res: &mut Res| {
-        PanicsTwice {
-            armed: true,
-            drops: &drops,
-        }
-    }));
-    let first = catch_unwind(AssertUnwindSafe(|| support::poll_to_end(future.as_mut())));
-    assert!(first.is_err());
+    let mut future = after_escaped_destructor_panic(&log, &drops);
     let again = catch_unwind(AssertUnwindSafe(|| support::poll_to_end(future.as_mut())));
     let again = again.unwrap_err();
     let message = again.downcast_ref::<&str>().copied().unwrap_or_default();
