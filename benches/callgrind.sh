@@ -56,16 +56,17 @@ if [ -n "${VARIANTS:-}" ]; then
 fi
 
 printf '| scenario | `with` | `async fn` | ratio |\n|---|---:|---:|---:|\n'
+# row SCENARIO WITH BASE [ready]: prints a row; leaves the ratio in $last_ratio.
 row() {
   local scenario=$1 with=$2 base=$3 mode=${4:-pending} w b
   w=$(count "$with" "$mode")
   b=$(count "$base" "$mode")
-  printf '| %s | %s | %s | %s |\n' "$scenario" "$w" "$b" "$(ratio "$w" "$b")"
-  if [ "$scenario" = "(b) pending once" ]; then b_ratio=$(ratio "$w" "$b"); fi
+  last_ratio=$(ratio "$w" "$b")
+  printf '| %s | %s | %s | %s |\n' "$scenario" "$w" "$b" "$last_ratio"
 }
-b_ratio=
 row "(a) ready" with async_fn ready
 row "(b) pending once" with async_fn
+b_ratio=$last_ratio
 row "(c) body fails, rollback" with_rollback async_fn_rollback
 row "(d) three nested" with_nested async_fn_nested
 row "(e) three as a tuple" with_tuple async_fn_nested

@@ -11,7 +11,7 @@ use pin_project_lite::pin_project;
 
 use crate::body::Body;
 use crate::error::Error;
-use crate::lend::Lend;
+use crate::lend::{Lend, unreachable_phase};
 use crate::manager::{AsyncEnter, AsyncExit};
 use crate::outcome::{Failure, Outcome};
 use crate::output::BodyOutput;
@@ -521,7 +521,7 @@ where
         if let StateProj::Start { .. } = state.as_mut().project() {
             let StateReplace::Start { manager, body } = state.as_mut().project_replace(State::Done)
             else {
-                crate::lend::unreachable_phase()
+                unreachable_phase()
             };
             state.set(State::Enter {
                 future: manager.enter(),
@@ -537,7 +537,7 @@ where
                 body: entered_body, ..
             } = state.as_mut().project_replace(State::Done)
             else {
-                crate::lend::unreachable_phase()
+                unreachable_phase()
             };
             let (resource, exit) = match entered {
                 Ok(entered) => entered,
@@ -571,7 +571,7 @@ where
         };
         let exited = ready!(M::Exit::poll_exit(future, cx, ended.outcome()));
         let StateReplace::Exit { ended, .. } = state.project_replace(State::Done) else {
-            crate::lend::unreachable_phase()
+            unreachable_phase()
         };
         Poll::Ready(match (ended, exited) {
             (Ended::Ok(value), Ok(())) => Ok(value),
@@ -595,10 +595,10 @@ where
     B::Err: fmt::Debug + 'static,
 {
     let StateProj::Body { lend } = state.as_mut().project() else {
-        crate::lend::unreachable_phase()
+        unreachable_phase()
     };
     let Some((resource, exit)) = lend.take() else {
-        crate::lend::unreachable_phase()
+        unreachable_phase()
     };
     // Finished while `exit` runs: should it panic, the future stays finished.
     state.set(State::Done);

@@ -573,31 +573,13 @@ impl Drop for PendingPanicsOnDrop {
     }
 }
 
-/// A resource that counts its drops, and an exit handle that counts cancels; no heap, so that
-/// leaking them is not a leak Miri reports.
+/// A resource that counts its drops; no heap, so that leaking it is not a leak Miri reports.
 #[cfg(feature = "std")]
 struct Counted<'a>(&'a Cell<u32>);
 
 #[cfg(feature = "std")]
 impl Drop for Counted<'_> {
     fn drop(&mut self) {
-        self.0.set(self.0.get() + 1);
-    }
-}
-
-#[cfg(feature = "std")]
-struct CountCancels<'a>(&'a Cell<u32>);
-
-#[cfg(feature = "std")]
-impl<'a> AsyncExit<Counted<'a>> for CountCancels<'a> {
-    type Error = Fail;
-    type Future = Ready<Result<(), Fail>>;
-
-    fn exit(self, _: Counted<'a>, _: Outcome<'_>) -> Self::Future {
-        ready(Ok(()))
-    }
-
-    fn cancel(self, _: Counted<'a>) {
         self.0.set(self.0.get() + 1);
     }
 }
@@ -611,7 +593,11 @@ fn s3_body_destructor_panic_during_drop_leaks_the_resource() {
     use std::panic::{AssertUnwindSafe, catch_unwind};
 
     let (drops, cancels) = (Cell::new(0), Cell::new(0));
-    let manager = counted(&drops, &cancels);
+    let manager = from_fns(
+        || ready(Ok::<_, Fail>(Counted(&drops))),
+        |_: Counted<'_>, _: Status| ready(Ok(())),
+    )
+    .on_cancel(|_: Counted<'_>| cancels.set(cancels.get() + 1));
     let mut future = Box::pin(with(manager, |_: &mut Counted<'_>| PendingPanicsOnDrop));
     assert!(support::poll_once(future.as_mut()).is_pending());
     let caught = catch_unwind(AssertUnwindSafe(move || drop(future)));
@@ -620,26 +606,6 @@ fn s3_body_destructor_panic_during_drop_leaks_the_resource() {
         Some(&Payload(7))
     );
     assert_eq!((drops.get(), cancels.get()), (0, 0));
-}
-
-/// A manager entering at once with a [`Counted`] resource and a [`CountCancels`] exit.
-#[cfg(feature = "std")]
-fn counted<'a>(
-    drops: &'a Cell<u32>,
-    cancels: &'a Cell<u32>,
-) -> impl AsyncEnter<Resource = Counted<'a>, Error = Fail> {
-    struct Enter<'a>(&'a Cell<u32>, &'a Cell<u32>);
-    impl<'a> AsyncEnter for Enter<'a> {
-        type Resource = Counted<'a>;
-        type Error = Fail;
-        type Exit = CountCancels<'a>;
-        type Enter = Ready<Result<(Counted<'a>, CountCancels<'a>), Fail>>;
-
-        fn enter(self) -> Self::Enter {
-            ready(Ok((Counted(self.0), CountCancels(self.1))))
-        }
-    }
-    Enter(drops, cancels)
 }
 
 /// Without `std` a body panic is not caught: it unwinds through `poll`, exit does not run, and
@@ -1375,46 +1341,6 @@ fn s8_is_terminated() {
     assert!(failed.is_terminated());
 }
 
-/// A manager whose `enter` (not its future) panics when `in_enter`, else whose exit handle's
-/// `exit` (not its future) panics.
-#[cfg(feature = "std")]
-struct PanicsInCall {
-    in_enter: bool,
-    cancels: std::rc::Rc<Cell<u32>>,
-}
-
-#[cfg(feature = "std")]
-struct PanicsInExit(std::rc::Rc<Cell<u32>>);
-
-#[cfg(feature = "std")]
-impl AsyncEnter for PanicsInCall {
-    type Resource = u32;
-    type Error = Fail;
-    type Exit = PanicsInExit;
-    type Enter = Ready<Result<(u32, PanicsInExit), Fail>>;
-
-    fn enter(self) -> Self::Enter {
-        if self.in_enter {
-            std::panic::panic_any(Payload(8));
-        }
-        ready(Ok((1, PanicsInExit(self.cancels))))
-    }
-}
-
-#[cfg(feature = "std")]
-impl AsyncExit<u32> for PanicsInExit {
-    type Error = Fail;
-    type Future = Ready<Result<(), Fail>>;
-
-    fn exit(self, _: u32, _: Outcome<'_>) -> Self::Future {
-        std::panic::panic_any(Payload(9))
-    }
-
-    fn cancel(self, _: u32) {
-        self.0.set(self.0.get() + 1);
-    }
-}
-
 /// A panic in `AsyncEnter::enter` or `AsyncExit::exit` themselves leaves the future finished:
 /// `is_terminated` is true, another poll panics as after completion, and dropping it cancels
 /// nothing (documented under `# Panics`).
@@ -1424,11 +1350,18 @@ fn s8_panic_in_enter_or_exit_call_leaves_it_finished() {
     use std::panic::{AssertUnwindSafe, catch_unwind};
 
     for (in_enter, payload) in [(true, 8), (false, 9)] {
-        let cancels = std::rc::Rc::new(Cell::new(0));
-        let manager = PanicsInCall {
-            in_enter,
-            cancels: cancels.clone(),
-        };
+        let cancels = Cell::new(0);
+        // Plain closures: `from_fns` calls them in `enter()` and `exit()` themselves.
+        let manager = from_fns(
+            move || -> Ready<Result<u32, Fail>> {
+                if in_enter {
+                    std::panic::panic_any(Payload(8));
+                }
+                ready(Ok(1))
+            },
+            |_: u32, _: Status| -> Ready<Result<(), Fail>> { std::panic::panic_any(Payload(9)) },
+        )
+        .on_cancel(|_: u32| cancels.set(cancels.get() + 1));
         let mut future = Box::pin(with(manager, async |n| *n += 1));
         let caught = catch_unwind(AssertUnwindSafe(|| support::poll_to_end(future.as_mut())));
         assert_eq!(
