@@ -207,7 +207,7 @@ async fn audited_transfer(
         },
     )
     .await
-    .map_err(Error::flatten)
+    .map_err(Error::collapse_group)
 }
 
 fn main() {

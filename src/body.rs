@@ -32,14 +32,14 @@ mod sealed {
 ///
 /// ```
 /// use core::convert::Infallible;
-/// use async_with::{Body, NullContext, Value, WithFuture, nullcontext, with};
+/// use async_with::{Body, NullContext, Value, WithFuture, null_context, with};
 ///
 /// /// Counts the set bits of `word`, inside a `with`.
 /// fn popcount(
 ///     word: u32,
 /// ) -> WithFuture<'static, NullContext<u32>, impl for<'r> Body<'r, u32, Ok = u32, Err = Infallible>>
 /// {
-///     with(nullcontext(word), async |w| Value(w.count_ones()))
+///     with(null_context(word), async |w| Value(w.count_ones()))
 /// }
 ///
 /// # futures_executor::block_on(async {
@@ -56,11 +56,11 @@ mod sealed {
 /// `Body` too:
 ///
 /// ```compile_fail,E0277
-/// # use async_with::{NullContext, Value, WithFuture, nullcontext, with};
+/// # use async_with::{NullContext, Value, WithFuture, null_context, with};
 /// fn popcount(
 ///     word: u32,
 /// ) -> WithFuture<'static, NullContext<u32>, impl AsyncFnOnce(&mut u32) -> Value<u32>> {
-///     with(nullcontext(word), async |w| Value(w.count_ones()))
+///     with(null_context(word), async |w| Value(w.count_ones()))
 /// }
 /// ```
 ///

@@ -3,7 +3,6 @@
 use core::convert::Infallible;
 use core::fmt;
 
-use crate::group::{Faults, GroupError};
 
 /// The error of a [`WithFuture`](crate::WithFuture): which phases failed, with their errors.
 ///
@@ -142,18 +141,18 @@ impl<X, E> Error<X, E> {
     ///
     /// ```
     /// # futures_executor::block_on(async {
-    /// use async_with::{nullcontext, with};
+    /// use async_with::{null_context, with};
     ///
     /// #[derive(Debug, PartialEq)]
     /// enum Lookup { Missing, Corrupt }
     ///
     /// // Python's `with suppress(KeyError):`, made explicit at the call site.
-    /// let found = with(nullcontext(()), async |_| Err::<u32, _>(Lookup::Missing))
+    /// let found = with(null_context(()), async |_| Err::<u32, _>(Lookup::Missing))
     ///     .await
     ///     .or_else(|e| e.recover(|e| if e == Lookup::Missing { Ok(0) } else { Err(e) }));
     /// assert_eq!(found, Ok(0));
     ///
-    /// let corrupt = with(nullcontext(()), async |_| Err::<u32, _>(Lookup::Corrupt))
+    /// let corrupt = with(null_context(()), async |_| Err::<u32, _>(Lookup::Corrupt))
     ///     .await
     ///     .or_else(|e| e.recover(|e| if e == Lookup::Missing { Ok(0) } else { Err(e) }));
     /// assert!(corrupt.is_err());
@@ -168,18 +167,18 @@ impl<X, E> Error<X, E> {
 }
 
 impl<E> Error<Infallible, E> {
-    /// The body's error, when the manager cannot fail ([`nullcontext`](crate::nullcontext), or
+    /// The body's error, when the manager cannot fail ([`null_context`](crate::null_context), or
     /// any manager whose error is [`Infallible`]): then `Body` is the only variant there is.
     ///
     /// ```
     /// # futures_executor::block_on(async {
-    /// use async_with::{nullcontext, with};
+    /// use async_with::{null_context, with};
     ///
     /// #[derive(Debug, PartialEq)]
     /// struct ParseError;
     ///
     /// async fn parse() -> Result<u8, ParseError> {
-    ///     with(nullcontext(*b"7"), async |digits| match digits[0] {
+    ///     with(null_context(*b"7"), async |digits| match digits[0] {
     ///         d @ b'0'..=b'9' => Ok(d - b'0'),
     ///         _ => Err(ParseError),
     ///     })
@@ -224,56 +223,6 @@ impl<X> Error<X, Infallible> {
     }
 }
 
-impl<S, E> Error<GroupError<S>, E> {
-    /// One error of type `T` for a group of managers (a tuple or an array): the body's error
-    /// if the body failed, otherwise the group's first failure ([`GroupError::collapse`]).
-    /// The other failures are dropped.
-    ///
-    /// This is the call for `with((a, b, ..), ..)`; [`collapse`](Error::collapse) is the one
-    /// for a single manager. `?` converts through `From` and cannot tell the compiler which
-    /// `T` is meant, so name it there (`Error::flatten::<AppError>`), or return the result
-    /// directly, where the function's return type names it.
-    ///
-    /// A body that cannot fail has the error type [`Infallible`], which converts into no
-    /// other type: take the group's error with [`into_manager`](Error::into_manager) and
-    /// then [`GroupError::collapse`].
-    ///
-    /// ```
-    /// # futures_executor::block_on(async {
-    /// use async_with::{Error, Status, from_fns, nullcontext, with};
-    ///
-    /// #[derive(Debug, PartialEq)]
-    /// enum AppError { Io(u16), Parse }
-    /// impl From<u16> for AppError { fn from(code: u16) -> Self { AppError::Io(code) } }
-    /// // `nullcontext` cannot fail: its error type is `Infallible`, which needs this line (as
-    /// // for `?` on a `Result<_, Infallible>`); `anyhow::Error` and `Box<dyn Error>` have it.
-    /// impl From<core::convert::Infallible> for AppError { fn from(n: core::convert::Infallible) -> Self { match n {} } }
-    ///
-    /// async fn read() -> Result<u8, AppError> {
-    ///     let port = from_fns(async || Err::<u8, _>(503_u16), async |_: u8, _: Status| Ok(()));
-    ///     let value = with((nullcontext(()), port), async |(_, port)| -> Result<u8, AppError> {
-    ///         if *port > 9 { return Err(AppError::Parse) }
-    ///         Ok(*port)
-    ///     })
-    ///     .await
-    ///     .map_err(Error::flatten::<AppError>)?;
-    ///     Ok(value)
-    /// }
-    /// assert_eq!(read().await, Err(AppError::Io(503)));
-    /// # });
-    /// ```
-    pub fn flatten<T>(self) -> T
-    where
-        S: Faults<T>,
-        E: Into<T>,
-    {
-        match self {
-            Error::Enter(group) | Error::Exit(group) => group.collapse(),
-            Error::Body(body) | Error::BodyAndExit { body, .. } => body.into(),
-        }
-    }
-}
-
 impl<X, X2, E> Error<X, Error<X2, E>> {
     /// One error of type `T` for two nested `with`s (the outer manager's error `X`, the inner
     /// one's `X2`, the body's `E`): the first failure — the body's if it failed, else the
@@ -293,13 +242,13 @@ impl<X, X2, E> Error<X, Error<X2, E>> {
     ///
     /// let rollback_failed: Error<&'static str, Error<u8, char>> =
     ///     Error::Exit("close failed");
-    /// assert_eq!(rollback_failed.flatten_nested::<AppError>(), AppError::Conn("close failed"));
+    /// assert_eq!(rollback_failed.collapse_nested::<AppError>(), AppError::Conn("close failed"));
     ///
     /// let body_failed: Error<&'static str, Error<u8, char>> =
     ///     Error::BodyAndExit { body: Error::BodyAndExit { body: 'x', exit: 3 }, exit: "close failed" };
-    /// assert_eq!(body_failed.flatten_nested::<AppError>(), AppError::Body('x'));
+    /// assert_eq!(body_failed.collapse_nested::<AppError>(), AppError::Body('x'));
     /// ```
-    pub fn flatten_nested<T>(self) -> T
+    pub fn collapse_nested<T>(self) -> T
     where
         X: Into<T>,
         X2: Into<T>,

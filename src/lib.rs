@@ -9,41 +9,36 @@
     clippy::alloc_instead_of_core,
     clippy::undocumented_unsafe_blocks
 )]
-#![deny(unsafe_op_in_unsafe_fn)]
+// `unsafe` lives in two modules, each allowing it for itself: `with::lend` (the body's
+// borrow of the resource) and `stack::arena` (the exit stack's entries).
+#![deny(unsafe_code, unsafe_op_in_unsafe_fn)]
 
 #[cfg(feature = "alloc")]
 extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
-#[cfg(feature = "alloc")]
-mod arena;
 mod body;
-mod closing;
 mod error;
-mod from_fns;
 pub mod group;
-mod lend;
 mod manager;
-mod nullcontext;
 mod outcome;
 mod output;
-mod send_manager;
 #[cfg(feature = "alloc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
 pub mod stack;
 mod with;
 
 pub use crate::body::Body;
-pub use crate::closing::{Close, Closing, closing};
 pub use crate::error::Error;
-pub use crate::from_fns::{CancelHook, EnterFn, ExitFn, FromFns, OnCancel, from_fns};
 pub use crate::group::{Fault, GroupError};
+pub use crate::manager::closing::{Closing, ClosingExit, closing};
+pub use crate::manager::from_fns::{CancelHook, FromFns, FromFnsEnter, FromFnsExit, OnCancel, from_fns};
+pub use crate::manager::null_context::{NoExit, NullContext, null_context};
+pub use crate::manager::send::SendManager;
 pub use crate::manager::{AsyncEnter, AsyncExit};
-pub use crate::nullcontext::{NoExit, NullContext, nullcontext};
 pub use crate::outcome::{Failure, Outcome, Status};
 pub use crate::output::{BodyOutput, Value};
-pub use crate::send_manager::SendManager;
 #[cfg(feature = "alloc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
 pub use crate::stack::{CloseErrors, ExitStack, SendExitStack};

@@ -26,13 +26,13 @@ mod sealed {
 ///
 /// ```
 /// # futures_executor::block_on(async {
-/// use async_with::{Value, nullcontext, with};
+/// use async_with::{Value, null_context, with};
 ///
 /// // Nothing to return and nothing that can fail: no `Ok(())`, no error type.
-/// let Ok(()) = with(nullcontext(1), async |n| *n += 1).await;
+/// let Ok(()) = with(null_context(1), async |n| *n += 1).await;
 ///
 /// // A value, and nothing that can fail.
-/// let Ok(two) = with(nullcontext(1), async |n| Value(*n + 1)).await;
+/// let Ok(two) = with(null_context(1), async |n| Value(*n + 1)).await;
 /// assert_eq!(two, 2);
 /// # });
 /// ```
@@ -73,9 +73,9 @@ impl BodyOutput for () {
 ///
 /// ```
 /// # futures_executor::block_on(async {
-/// use async_with::{Value, nullcontext, with};
+/// use async_with::{Value, null_context, with};
 ///
-/// let Ok(len) = with(nullcontext(*b"abc"), async |bytes| Value(bytes.len())).await;
+/// let Ok(len) = with(null_context(*b"abc"), async |bytes| Value(bytes.len())).await;
 /// assert_eq!(len, 3);
 /// # });
 /// ```

@@ -8,7 +8,7 @@ use core::pin::{Pin, pin};
 use core::task::{Context, Poll, Waker};
 use std::rc::Rc;
 
-use async_with::{Error, Status, closing, from_fns, nullcontext, with};
+use async_with::{Error, Status, closing, from_fns, null_context, with};
 use futures_core::FusedFuture;
 
 /// Compiles only if the type of `value` is `Send`.
@@ -65,7 +65,7 @@ fn yield_once() -> YieldOnce {
 
 #[test]
 fn send_with_nullcontext() {
-    let fut = with(nullcontext(vec![1_u8, 2]), async |v| {
+    let fut = with(null_context(vec![1_u8, 2]), async |v| {
         yield_once().await;
         v.push(3);
         Ok::<_, String>(v.len())
@@ -114,7 +114,7 @@ fn send_with_from_fns_and_closing() {
 
 #[test]
 fn not_send_with_rc_resource() {
-    let fut = with(nullcontext(Rc::new(5_u32)), async |r| Ok::<_, ()>(**r));
+    let fut = with(null_context(Rc::new(5_u32)), async |r| Ok::<_, ()>(**r));
     assert_not_impl!(fut, Send);
 
     // An `Rc` that lives only in the manager's exit handle also makes it `!Send`.
@@ -134,7 +134,7 @@ fn not_send_with_rc_resource() {
 
 #[test]
 fn not_unpin() {
-    let fut = with(nullcontext(5_u32), async |r| Ok::<_, ()>(*r));
+    let fut = with(null_context(5_u32), async |r| Ok::<_, ()>(*r));
     assert_not_impl!(fut, Unpin);
 
     // Even when every part is `Unpin` (a `Ready` body future, a `u32` resource), the
@@ -142,14 +142,14 @@ fn not_unpin() {
     fn body(r: &mut u32) -> core::future::Ready<Result<u32, ()>> {
         core::future::ready(Ok(*r))
     }
-    let fut = with(nullcontext(5_u32), body);
+    let fut = with(null_context(5_u32), body);
     assert_not_impl!(fut, Unpin);
 }
 
 #[test]
 fn send_without_sync() {
     // `Cell<u32>` is `Send` but not `Sync`: as resource, error and output.
-    let fut = with(nullcontext(Cell::new(1_u32)), async |c| {
+    let fut = with(null_context(Cell::new(1_u32)), async |c| {
         yield_once().await;
         c.set(c.get() + 1);
         if c.get() > 10 {
@@ -265,7 +265,7 @@ fn fused_after_enter_failure() {
 #[test]
 #[should_panic(expected = "`WithFuture` polled after completion")]
 fn poll_after_completion_panics() {
-    let mut fut = pin!(with(nullcontext(1_u32), async |n| Ok::<_, ()>(*n)));
+    let mut fut = pin!(with(null_context(1_u32), async |n| Ok::<_, ()>(*n)));
     let mut cx = Context::from_waker(Waker::noop());
     assert_eq!(fut.as_mut().poll(&mut cx), Poll::Ready(Ok(1)));
     assert!(fut.is_terminated());
@@ -353,7 +353,7 @@ fn spawn_on_multi_thread_tokio() {
 /// trait does not depend on features.
 #[test]
 fn never_sync() {
-    let fut = async_with::with(async_with::nullcontext(1_u32), async |n| Ok::<_, ()>(*n));
+    let fut = async_with::with(async_with::null_context(1_u32), async |n| Ok::<_, ()>(*n));
     assert_not_impl!(fut, Sync);
     assert_eq!(futures_executor::block_on(fut), Ok(1));
 }

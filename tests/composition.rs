@@ -10,7 +10,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use async_with::{
-    AsyncEnter, AsyncExit, Error, Fault, GroupError, Outcome, Value, nullcontext, with,
+    AsyncEnter, AsyncExit, Error, Fault, GroupError, Outcome, Value, null_context, with,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -573,7 +573,7 @@ async fn app(m: Triple, body_fails: bool) -> Result<u32, AppError> {
         }
     })
     .await
-    .map_err(Error::flatten::<AppError>)?;
+    .map_err(Error::collapse_group::<AppError>)?;
     Ok(n)
 }
 
@@ -1015,7 +1015,7 @@ fn a_tuple_of_eight_and_a_tuple_inside_a_tuple() {
 fn an_infallible_member_beside_fallible_ones() {
     let log = log();
     let result = futures_executor::block_on(with(
-        (nullcontext(7_u8), manager::<u16>(&log, 'B').exit_fails(1)),
+        (null_context(7_u8), manager::<u16>(&log, 'B').exit_fails(1)),
         async |(seven, b)| Value(*seven as u32 + b.n),
     ));
     let Err(Error::Exit(group)) = result else {

@@ -11,7 +11,7 @@ use std::rc::Rc;
 
 use async_with::{
     AsyncEnter, Body, Error, FusedFuture, SendManager, Status, Value, WithFuture, from_fns,
-    nullcontext, with,
+    null_context, with,
 };
 
 /// A manager whose exit records the status it saw.
@@ -58,8 +58,8 @@ fn a_value_body_is_an_infallible_success() {
 #[test]
 fn the_method_form_takes_unit_and_value_bodies_too() {
     futures_executor::block_on(async {
-        let Ok(()) = nullcontext(1).with(async |n| *n += 1).await;
-        let Ok(v) = nullcontext(1).with(async |n| Value(*n + 1)).await;
+        let Ok(()) = null_context(1).with(async |n| *n += 1).await;
+        let Ok(v) = null_context(1).with(async |n| Value(*n + 1)).await;
         assert_eq!(v, 2);
     });
 }
@@ -90,7 +90,7 @@ fn with_both_infallible_the_value_comes_out_without_a_match() {
     futures_executor::block_on(async {
         // `Result<T, Error<Infallible, Infallible>>` has no `Err` value: the pattern is
         // irrefutable.
-        let Ok(sum) = with(nullcontext([1, 2, 3]), async |xs| {
+        let Ok(sum) = with(null_context([1, 2, 3]), async |xs| {
             Value(xs.iter().sum::<i32>())
         })
         .await;
@@ -113,7 +113,7 @@ async fn parse_digit(byte: u8) -> Result<u8, ParseError> {
 fn question_mark_in_a_body_with_an_explicit_return_type() {
     futures_executor::block_on(async {
         let digits = with(
-            nullcontext(*b"42"),
+            null_context(*b"42"),
             async |bytes| -> Result<u8, ParseError> {
                 let tens = parse_digit(bytes[0]).await?;
                 let ones = parse_digit(bytes[1]).await?;
@@ -124,7 +124,7 @@ fn question_mark_in_a_body_with_an_explicit_return_type() {
         assert_eq!(digits, Ok(42));
 
         let bad = with(
-            nullcontext(*b"4x"),
+            null_context(*b"4x"),
             async |bytes| -> Result<u8, ParseError> {
                 let tens = parse_digit(bytes[0]).await?;
                 let ones = parse_digit(bytes[1]).await?;
@@ -178,14 +178,14 @@ where
     B: AsyncFnOnce(&mut u32) -> Result<u32, Infallible>,
     B: for<'r> Body<'r, u32, Ok = u32, Err = Infallible>,
 {
-    with(nullcontext(start * 2), body)
+    with(null_context(start * 2), body)
 }
 
 #[test]
 fn the_future_is_stored_named_and_polled_by_hand() {
     let job = Job {
         id: 1,
-        future: with(nullcontext(5), async |n| Value(*n + 1)),
+        future: with(null_context(5), async |n| Value(*n + 1)),
     };
     assert_eq!(job.id, 1);
     let mut future = Box::pin(job.future);
@@ -211,7 +211,7 @@ struct Fixed(u32);
 
 impl Reader for Fixed {
     fn read(&self) -> impl Future<Output = Result<u32, Error<Infallible, Infallible>>> {
-        with(nullcontext(self.0), async |n| Value(*n))
+        with(null_context(self.0), async |n| Value(*n))
     }
 }
 
@@ -236,7 +236,7 @@ where
     BUS: Bus,
     BUS::Error: 'static,
 {
-    with(nullcontext(bus), async |bus| bus.transfer(0x0f).await).await
+    with(null_context(bus), async |bus| bus.transfer(0x0f).await).await
 }
 
 #[derive(Debug, PartialEq)]

@@ -48,7 +48,7 @@
 //!   its position and phase), from the nested `Error<Xa, Error<Xb, E>>` by walking it
 //!   ([`Describe`]). The group's top-level variant must agree (`Enter` exactly when a manager
 //!   failed to enter, `Exit` when only exits failed, ..), [`GroupError::first`] must be the
-//!   first failure, and [`Error::flatten`] (and, for two levels, [`Error::flatten_nested`])
+//!   first failure, and [`Error::collapse_group`] (and, for two levels, [`Error::collapse_nested`])
 //!   must pick the body's error, else the first failure. A body panic must escape with its
 //!   payload after every exit ran; the number of polls must be the same.
 //! - Every `Pending` must have woken the waker of its poll.
@@ -796,7 +796,7 @@ fn summarize_group<S: FaultList + Faults<Flat>>(output: GroupOutput<S>) -> Out {
         }
     }
     let flat = expected_flat(&faults, body);
-    let flattened = error.flatten::<Flat>();
+    let flattened = error.collapse_group::<Flat>();
     if Some(flattened) != flat {
         return Out::Bad(format!("`flatten` gave {flattened:?}, expected {flat:?}"));
     }
@@ -863,7 +863,7 @@ fn summarize_nested<E: Describe>(output: Result<Val, E>) -> Out {
     }
 }
 
-/// For two levels, also checks `Error::flatten_nested`.
+/// For two levels, also checks `Error::collapse_nested`.
 fn summarize_nested2<const K0: usize, const K1: usize>(
     output: Result<Val, Error<MErr<K0>, Error<MErr<K1>, BodyErr>>>,
 ) -> Out {
@@ -876,10 +876,10 @@ fn summarize_nested2<const K0: usize, const K1: usize>(
         return Out::Bad(problem);
     }
     let flat = expected_flat(&faults, body);
-    let flattened = error.flatten_nested::<Flat>();
+    let flattened = error.collapse_nested::<Flat>();
     if Some(flattened) != flat {
         return Out::Bad(format!(
-            "`flatten_nested` gave {flattened:?}, expected {flat:?}"
+            "`collapse_nested` gave {flattened:?}, expected {flat:?}"
         ));
     }
     Out::Failed { faults, body }

@@ -10,7 +10,7 @@ use core::pin::{Pin, pin};
 use core::task::{Context, Poll, Waker};
 
 use async_with::{
-    AsyncEnter, AsyncExit, Error, Outcome, Status, closing, from_fns, nullcontext, with,
+    AsyncEnter, AsyncExit, Error, Outcome, Status, closing, from_fns, null_context, with,
 };
 
 mod counting_alloc;
@@ -371,7 +371,7 @@ fn closing_manager() {
 fn nullcontext_manager() {
     for fail in [false, true] {
         let ((out, polls), n) = allocations_in(|| {
-            poll_to_end(with(nullcontext([1_u8; 64]), async |buf| {
+            poll_to_end(with(null_context([1_u8; 64]), async |buf| {
                 yield_once().await;
                 buf[0] = 9;
                 if fail {
@@ -452,7 +452,7 @@ fn a_tuple_of_managers_allocates_nothing() {
     let trace = Trace::new();
     let ((out, polls), n) = allocations_in(|| {
         poll_to_end(with(
-            (sensor(&trace), sensor(&trace), nullcontext(1_u32)),
+            (sensor(&trace), sensor(&trace), null_context(1_u32)),
             async |(a, b, one)| {
                 yield_once().await;
                 *a += *one;

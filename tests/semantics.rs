@@ -13,7 +13,7 @@ use core::task::{Context, Poll};
 use std::cell::{Cell, RefCell};
 
 use async_with::{
-    AsyncEnter, AsyncExit, Error, Failure, Outcome, Status, closing, from_fns, nullcontext, with,
+    AsyncEnter, AsyncExit, Error, Failure, Outcome, Status, closing, from_fns, null_context, with,
 };
 use futures_core::FusedFuture;
 
@@ -1013,7 +1013,7 @@ fn s6_recover_suppresses_body_error_only() {
 #[test]
 fn s6_manager_cannot_swallow_the_body_error() {
     // An exit that succeeds (the only thing a manager can do) leaves the body's error intact.
-    let (out, _) = support::run(with(nullcontext(()), async |_| Err::<u32, _>(BodyError(9))));
+    let (out, _) = support::run(with(null_context(()), async |_| Err::<u32, _>(BodyError(9))));
     assert_eq!(out, Err(Error::Body(BodyError(9))));
 }
 
@@ -1260,7 +1260,7 @@ fn s7_drop_after_completion_cancels_nothing() {
 #[test]
 #[should_panic(expected = "polled after completion")]
 fn s8_poll_after_ready_panics() {
-    let mut future = pin!(with(nullcontext(1), async |n| Ok::<_, BodyError>(*n)));
+    let mut future = pin!(with(null_context(1), async |n| Ok::<_, BodyError>(*n)));
     let mut h = Harness::new();
     assert_eq!(h.poll_once(future.as_mut()), Poll::Ready(Ok(1)));
     let _ = h.poll_once(future.as_mut());
@@ -2055,7 +2055,7 @@ fn s17_closing_with_async_closure_and_cancel() {
 fn s17_nullcontext() {
     let drops = DropCount::new();
     let witness = drops.witness();
-    let mut future = pin!(with(nullcontext((vec![1_u8], witness)), async |value| {
+    let mut future = pin!(with(null_context((vec![1_u8], witness)), async |value| {
         Yield::new(1).await;
         value.0.push(2);
         Ok::<_, BodyError>(value.0.len())
@@ -2068,9 +2068,9 @@ fn s17_nullcontext() {
 
     // Method form, a body error, and an error type that says exit cannot fail.
     let out: Result<u32, Error<Infallible, BodyError>> =
-        support::run(nullcontext(41_u32).with(async |n: &mut u32| Err(BodyError(*n + 1)))).0;
+        support::run(null_context(41_u32).with(async |n: &mut u32| Err(BodyError(*n + 1)))).0;
     assert_eq!(out, Err(Error::Body(BodyError(42))));
-    let (out, h) = support::run(nullcontext(41_u32).with(async |n: &mut u32| {
+    let (out, h) = support::run(null_context(41_u32).with(async |n: &mut u32| {
         *n += 1;
         Ok::<_, BodyError>(*n)
     }));

@@ -43,7 +43,7 @@ use std::rc::Rc;
 // `AsyncEnter` is in scope on purpose: its `enter(self)` must not take the stack's method calls.
 use async_with::{
     AsyncEnter, AsyncExit, CloseErrors, Error, ExitStack, Outcome, SendExitStack, Status, Value,
-    from_fns, nullcontext, with,
+    from_fns, null_context, with,
 };
 
 mod counting_alloc;
@@ -108,7 +108,7 @@ fn take(log: &Log) -> Vec<String> {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Fail(char);
 
-/// For managers that cannot fail (`nullcontext`).
+/// For managers that cannot fail (`null_context`).
 impl From<Infallible> for Fail {
     fn from(never: Infallible) -> Self {
         match never {}
@@ -1434,7 +1434,7 @@ fn every_close_failure_is_kept_in_order_with_the_body_error() {
     let Error::BodyAndExit { exit, .. } = error else {
         unreachable!()
     };
-    assert_eq!(exit.clone().into_first(), Fail('P'));
+    assert_eq!(exit.clone().collapse::<Fail>(), Fail('P'));
     assert_eq!(exit.into_vec(), [Fail('P'), Fail('F'), Fail('A')]);
 }
 
@@ -1450,7 +1450,7 @@ fn a_single_close_failure_displays_without_repeating_itself() {
         core::error::Error::source(&errors).map(ToString::to_string),
         Some("D failed".into())
     );
-    assert_eq!(errors.into_first(), Fail('D'));
+    assert_eq!(errors.collapse::<Fail>(), Fail('D'));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1629,7 +1629,7 @@ fn as_a_manager_dropped_at_every_poll_mid_body_or_mid_close() {
     }
 }
 
-/// An exit future that panics unwinds out of `close`; the `Close` future, dropped on the way,
+/// An exit future that panics unwinds out of `close`; the `CloseFuture`, dropped on the way,
 /// drops the panicked exit future and cancels the rest, as for any cancellation.
 #[cfg(feature = "std")]
 #[test]
@@ -2107,11 +2107,11 @@ fn send_exit_stack_and_its_futures_are_send() {
     let stack = SendExitStack::<Fail>::new();
     assert_send(&stack);
     assert_sync(&stack);
-    let entering = stack.enter_context(nullcontext(1_u8));
+    let entering = stack.enter_context(null_context(1_u8));
     assert_send(&entering);
     drop(entering);
     let managed = with(SendExitStack::<Fail>::new(), async |stack| {
-        *stack.enter_context(nullcontext(1_u8)).await.unwrap() += 1;
+        *stack.enter_context(null_context(1_u8)).await.unwrap() += 1;
     });
     assert_send(&managed);
 
@@ -2120,7 +2120,7 @@ fn send_exit_stack_and_its_futures_are_send() {
     assert!(!is_send!(plain));
 }
 
-/// A task that holds a `SendExitStack` closes it with `stack.close().await`: the `Close` future
+/// A task that holds a `SendExitStack` closes it with `stack.close().await`: the `CloseFuture`
 /// must be `Send` when the stack is.
 #[test]
 fn the_close_future_of_a_send_exit_stack_is_send() {

@@ -2,6 +2,7 @@
 
 use core::fmt;
 
+use crate::error::Error;
 use crate::outcome::Failure;
 
 /// How one manager of a group failed: while entering or while exiting.
@@ -111,7 +112,7 @@ pub trait FaultList: sealed::Sealed {
 /// and to `Display` and `core::error::Error`. Sealed; implemented by the crate.
 pub trait Faults<T>: FaultList {
     /// The first failure (the rightmost fault), converted with `Into`.
-    fn into_first(self) -> Option<T>;
+    fn collapse(self) -> Option<T>;
 }
 
 /// `Display` of the fault at `index`, for [`GroupError`]'s `Display`.
@@ -172,7 +173,7 @@ impl<S: FaultList> GroupError<S> {
         S: Faults<T>,
     {
         self.faults
-            .into_first()
+            .collapse()
             .expect("a `GroupError` holds at least one fault")
     }
 }
@@ -218,6 +219,56 @@ where
     }
 }
 
+impl<S, E> Error<GroupError<S>, E> {
+    /// One error of type `T` for a group of managers (a tuple or an array): the body's error
+    /// if the body failed, otherwise the group's first failure ([`GroupError::collapse`]).
+    /// The other failures are dropped.
+    ///
+    /// This is the call for `with((a, b, ..), ..)`; [`collapse`](Error::collapse) is the one
+    /// for a single manager. `?` converts through `From` and cannot tell the compiler which
+    /// `T` is meant, so name it there (`Error::collapse_group::<AppError>`), or return the result
+    /// directly, where the function's return type names it.
+    ///
+    /// A body that cannot fail has the error type [`Infallible`](core::convert::Infallible), which converts into no
+    /// other type: take the group's error with [`into_manager`](Error::into_manager) and
+    /// then [`GroupError::collapse`].
+    ///
+    /// ```
+    /// # futures_executor::block_on(async {
+    /// use async_with::{Error, Status, from_fns, null_context, with};
+    ///
+    /// #[derive(Debug, PartialEq)]
+    /// enum AppError { Io(u16), Parse }
+    /// impl From<u16> for AppError { fn from(code: u16) -> Self { AppError::Io(code) } }
+    /// // `null_context` cannot fail: its error type is `Infallible`, which needs this line (as
+    /// // for `?` on a `Result<_, Infallible>`); `anyhow::Error` and `Box<dyn Error>` have it.
+    /// impl From<core::convert::Infallible> for AppError { fn from(n: core::convert::Infallible) -> Self { match n {} } }
+    ///
+    /// async fn read() -> Result<u8, AppError> {
+    ///     let port = from_fns(async || Err::<u8, _>(503_u16), async |_: u8, _: Status| Ok(()));
+    ///     let value = with((null_context(()), port), async |(_, port)| -> Result<u8, AppError> {
+    ///         if *port > 9 { return Err(AppError::Parse) }
+    ///         Ok(*port)
+    ///     })
+    ///     .await
+    ///     .map_err(Error::collapse_group::<AppError>)?;
+    ///     Ok(value)
+    /// }
+    /// assert_eq!(read().await, Err(AppError::Io(503)));
+    /// # });
+    /// ```
+    pub fn collapse_group<T>(self) -> T
+    where
+        S: Faults<T>,
+        E: Into<T>,
+    {
+        match self {
+            Error::Enter(group) | Error::Exit(group) => group.collapse(),
+            Error::Body(body) | Error::BodyAndExit { body, .. } => body.into(),
+        }
+    }
+}
+
 /// Implements the fault-list traits for an array.
 impl<X: fmt::Debug + 'static, const N: usize> sealed::Sealed for [Option<Fault<X>>; N] {}
 
@@ -233,7 +284,7 @@ impl<X: fmt::Debug + 'static, const N: usize> FaultList for [Option<Fault<X>>; N
 }
 
 impl<T, X: fmt::Debug + 'static + Into<T>, const N: usize> Faults<T> for [Option<Fault<X>>; N] {
-    fn into_first(self) -> Option<T> {
+    fn collapse(self) -> Option<T> {
         self.into_iter()
             .rev()
             .flatten()
@@ -294,7 +345,7 @@ macro_rules! tuple_faults {
         }
 
         impl<T, $($X: fmt::Debug + 'static + Into<T>),+> Faults<T> for ($(Option<Fault<$X>>,)+) {
-            fn into_first(self) -> Option<T> {
+            fn collapse(self) -> Option<T> {
                 $(
                     if let Some(fault) = self.$i {
                         return Some(fault.into_inner().into());

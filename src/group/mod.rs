@@ -5,9 +5,9 @@
 //!
 //! ```
 //! # futures_executor::block_on(async {
-//! use async_with::{Status, from_fns, nullcontext, with};
+//! use async_with::{Status, from_fns, null_context, with};
 //!
-//! let lock = nullcontext("guard"); // cannot fail
+//! let lock = null_context("guard"); // cannot fail
 //! let conn = from_fns(async || Ok::<_, u8>(40_u32), async |_c: u32, _s: Status| Ok(()));
 //!
 //! let sum = with((lock, conn), async |(guard, conn)| {
@@ -40,7 +40,7 @@
 //!
 //! The managers may have different error types. The group's error is a [`GroupError`] that
 //! holds, per position, the [`Fault`] of that manager if it had one: nothing is lost, and
-//! [`Error::flatten`](crate::Error::flatten) turns the whole result into your error type.
+//! [`Error::collapse_group`](crate::Error::collapse_group) turns the whole result into your error type.
 //!
 //! Every member's error must be `Debug + 'static`, because the members to its left may
 //! look at it through [`Failure`].
@@ -49,7 +49,7 @@
 //!
 //! A tuple's managers are built before any of them is entered, so the second cannot be made
 //! from the first one's resource (Python's `async with connect() as c, c.transaction() as tx`).
-//! Nest two `with`s for that; [`Error::flatten_nested`](crate::Error::flatten_nested) turns
+//! Nest two `with`s for that; [`Error::collapse_nested`](crate::Error::collapse_nested) turns
 //! the nested error into yours in one call:
 //!
 //! ```
@@ -81,7 +81,7 @@
 //!         .await
 //!     })
 //!     .await
-//!     .map_err(Error::flatten_nested)
+//!     .map_err(Error::collapse_nested)
 //! }
 //! assert_eq!(insert().await, Ok(1));
 //! # });
@@ -92,10 +92,7 @@ mod error;
 mod pair;
 mod tuple;
 
-pub use self::array::{ArrayEnter, ArrayExit, ArrayExitFuture, ArrayOf};
 pub use self::error::{Fault, FaultList, Faults, GroupError};
-pub use self::pair::{Leaf, Member, Pair, PairEnter, PairExit, PairExitFuture};
-pub use self::tuple::{Shape, TupleEnter, TupleExit, TupleExitFuture};
 
 use crate::outcome::{Failure, Outcome, Status};
 

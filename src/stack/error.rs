@@ -58,12 +58,30 @@ impl<X> CloseErrors<X> {
         self.errors
     }
 
-    /// The first failure, the others dropped: for `?` into your own error type.
-    pub fn into_first(self) -> X {
+    /// The first failure (the cause) converted into `T` through `From`, the others dropped:
+    /// the same verb as [`Error::collapse`](crate::Error::collapse) and
+    /// [`GroupError::collapse`](crate::GroupError::collapse).
+    ///
+    /// ```
+    /// # futures_executor::block_on(async {
+    /// use async_with::ExitStack;
+    ///
+    /// let mut stack = ExitStack::<&str>::new();
+    /// stack.defer(async || Err("flush failed"));
+    /// stack.defer(async || Err("close failed"));
+    /// let cause: String = stack.close().await.unwrap_err().collapse();
+    /// assert_eq!(cause, "close failed");
+    /// # });
+    /// ```
+    pub fn collapse<T>(self) -> T
+    where
+        X: Into<T>,
+    {
         self.errors
             .into_iter()
             .next()
             .expect("a `CloseErrors` holds at least one failure")
+            .into()
     }
 }
 

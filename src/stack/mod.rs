@@ -1,6 +1,8 @@
 //! [`ExitStack`]: managers entered at run time and exited together — Python's
 //! `contextlib.AsyncExitStack`, JavaScript's `AsyncDisposableStack`. Feature `alloc`.
 
+#[allow(unsafe_code)]
+mod arena;
 mod entry;
 mod error;
 
@@ -11,12 +13,13 @@ use core::marker::PhantomData;
 use core::pin::Pin;
 use core::task::{Context, Poll, ready};
 
-use crate::arena::Arena;
-use crate::closing::Close as CloseFn;
+use self::arena::Arena;
+use crate::manager::closing::ClosingExit;
 use crate::manager::{AsyncEnter, AsyncExit};
 use crate::outcome::{Outcome, Status, newest};
 
-pub use self::entry::{Defer, OnExit, Registered, StackEntry};
+pub use self::entry::StackEntry;
+use self::entry::{Defer, OnExit, Registered};
 pub use self::error::CloseErrors;
 
 /// A stack of exits registered at run time, closed together in reverse order — Python's
@@ -69,7 +72,7 @@ pub use self::error::CloseErrors;
 ///
 /// # Cancellation
 ///
-/// Dropping the stack unclosed, or dropping the [`Close`] future (or the [`WithFuture`] the
+/// Dropping the stack unclosed, or dropping the [`CloseFuture`] (or the [`WithFuture`] the
 /// stack is managed by) mid-close, is cancellation: the exit under way has its future
 /// dropped, and every entry not yet closed gets its synchronous cancel hook
 /// ([`AsyncExit::cancel`] for entered managers; adopted values and deferred closures are
@@ -96,13 +99,13 @@ type Scope<'a, X> = PhantomData<(&'a (), fn() -> X)>;
 /// `Sync` where the target has compare-and-swap): what a spawned task holds.
 ///
 /// ```
-/// use async_with::{SendExitStack, nullcontext};
+/// use async_with::{SendExitStack, null_context};
 ///
 /// fn assert_send<T: Send>(_: &T) {}
 ///
 /// let stack = SendExitStack::<core::convert::Infallible>::new();
 /// let future = async move {
-///     let n = stack.enter_context(nullcontext(1_u8)).await.unwrap();
+///     let n = stack.enter_context(null_context(1_u8)).await.unwrap();
 ///     *n += 1;
 /// };
 /// assert_send(&future);
@@ -187,12 +190,12 @@ impl<'a, X, D: ?Sized + StackEntry<X>> ExitStack<'a, X, D> {
     /// ```
     /// # futures_executor::block_on(async {
     /// use core::convert::Infallible;
-    /// use async_with::{ExitStack, nullcontext};
+    /// use async_with::{ExitStack, null_context};
     ///
-    /// // `nullcontext` cannot fail: a stack of `Infallible` errors.
+    /// // `null_context` cannot fail: a stack of `Infallible` errors.
     /// let stack = ExitStack::<Infallible>::new();
-    /// let a = stack.enter_context(nullcontext(1)).await.unwrap();
-    /// let b = stack.enter_context(nullcontext(2)).await.unwrap();
+    /// let a = stack.enter_context(null_context(1)).await.unwrap();
+    /// let b = stack.enter_context(null_context(2)).await.unwrap();
     /// *a += *b; // both borrowed at once
     /// assert_eq!((*a, stack.len()), (3, 2));
     /// # });
@@ -237,9 +240,9 @@ impl<'a, X, D: ?Sized + StackEntry<X>> ExitStack<'a, X, D> {
         F: FnOnce(T) -> Fut,
         Fut: Future<Output = Result<(), E>>,
         E: Into<X>,
-        D: EntryList<Registered<T, CloseFn<F>, X>>,
+        D: EntryList<Registered<T, ClosingExit<F>, X>>,
     {
-        self.register(value, CloseFn::new(close))
+        self.register(value, ClosingExit::new(close))
     }
 
     /// Registers an async closure to run when the stack closes — Python's
@@ -374,8 +377,8 @@ where
     /// A second close runs nothing and resolves to `Ok(())`. Dropping the returned future
     /// mid-way cancels the rest (see [Cancellation](ExitStack#cancellation)); the stack is
     /// closed either way.
-    pub fn close(&mut self) -> Close<'_, 'a, X, D> {
-        Close {
+    pub fn close(&mut self) -> CloseFuture<'_, 'a, X, D> {
+        CloseFuture {
             stack: self,
             closer: Closer::new(),
             outcome: Succeeded,
@@ -399,8 +402,8 @@ where
     /// assert_eq!(seen.get(), Some(Status::Failure));
     /// # });
     /// ```
-    pub fn close_with<'o>(&mut self, outcome: Outcome<'o>) -> Close<'_, 'a, X, D, Outcome<'o>> {
-        Close {
+    pub fn close_with<'o>(&mut self, outcome: Outcome<'o>) -> CloseFuture<'_, 'a, X, D, Outcome<'o>> {
+        CloseFuture {
             stack: self,
             closer: Closer::new(),
             outcome,
@@ -485,7 +488,7 @@ impl<X> Closer<X> {
     }
 }
 
-/// What the exits of a [`Close`] see before one fails: `Success` ([`Succeeded`], from
+/// What the exits of a [`CloseFuture`] see before one fails: `Success` ([`Succeeded`], from
 /// [`close`](ExitStack::close)) or a lent [`Outcome`] (from
 /// [`close_with`](ExitStack::close_with)). Sealed.
 pub trait CloseOutcome: sealed::SealedOutcome + Unpin {
@@ -494,7 +497,7 @@ pub trait CloseOutcome: sealed::SealedOutcome + Unpin {
 }
 
 /// The outcome [`close`](ExitStack::close) shows: success. A type of its own (rather than
-/// `Outcome::Success`) so that a `Close` future is `Send` when its stack is: an `Outcome` may
+/// `Outcome::Success`) so that a `CloseFuture` is `Send` when its stack is: an `Outcome` may
 /// lend an error that is not `Sync`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Succeeded;
@@ -520,7 +523,7 @@ impl CloseOutcome for Outcome<'_> {
 /// Dropped before it finished, it cancels what is left (see
 /// [Cancellation](ExitStack#cancellation)).
 #[must_use = "futures do nothing unless you `.await` or poll them"]
-pub struct Close<'s, 'a, X, D, O = Succeeded>
+pub struct CloseFuture<'s, 'a, X, D, O = Succeeded>
 where
     X: fmt::Debug + 'static,
     D: ?Sized + StackEntry<X>,
@@ -530,7 +533,7 @@ where
     outcome: O,
 }
 
-impl<X, D, O: CloseOutcome> Future for Close<'_, '_, X, D, O>
+impl<X, D, O: CloseOutcome> Future for CloseFuture<'_, '_, X, D, O>
 where
     X: fmt::Debug + 'static,
     D: ?Sized + StackEntry<X>,
@@ -544,7 +547,7 @@ where
     }
 }
 
-impl<X, D, O> Drop for Close<'_, '_, X, D, O>
+impl<X, D, O> Drop for CloseFuture<'_, '_, X, D, O>
 where
     X: fmt::Debug + 'static,
     D: ?Sized + StackEntry<X>,
@@ -558,13 +561,13 @@ where
     }
 }
 
-impl<X, D, O> fmt::Debug for Close<'_, '_, X, D, O>
+impl<X, D, O> fmt::Debug for CloseFuture<'_, '_, X, D, O>
 where
     X: fmt::Debug + 'static,
     D: ?Sized + StackEntry<X>,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Close")
+        f.debug_struct("CloseFuture")
             .field("left", &self.stack.len())
             .field("failures", &self.closer.errors.len())
             .finish()
@@ -619,10 +622,10 @@ where
     D: ?Sized + StackEntry<X>,
 {
     type Error = CloseErrors<X>;
-    type Future = StackClose<'a, X, D>;
+    type Future = StackExitFuture<'a, X, D>;
 
     fn exit(self, stack: ExitStack<'a, X, D>, outcome: Outcome<'_>) -> Self::Future {
-        let mut close = StackClose {
+        let mut close = StackExitFuture {
             stack,
             closer: Closer::new(),
         };
@@ -650,7 +653,7 @@ where
 /// [`WithFuture`](crate::WithFuture) uses), the entries after the first see `Success`
 /// instead of the body's outcome.
 #[must_use = "futures do nothing unless you `.await` or poll them"]
-pub struct StackClose<'a, X, D>
+pub struct StackExitFuture<'a, X, D>
 where
     X: fmt::Debug + 'static,
     D: ?Sized + StackEntry<X>,
@@ -659,7 +662,7 @@ where
     closer: Closer<X>,
 }
 
-impl<X, D> Future for StackClose<'_, X, D>
+impl<X, D> Future for StackExitFuture<'_, X, D>
 where
     X: fmt::Debug + 'static,
     D: ?Sized + StackEntry<X>,
@@ -673,13 +676,13 @@ where
     }
 }
 
-impl<X, D> fmt::Debug for StackClose<'_, X, D>
+impl<X, D> fmt::Debug for StackExitFuture<'_, X, D>
 where
     X: fmt::Debug + 'static,
     D: ?Sized + StackEntry<X>,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StackClose")
+        f.debug_struct("StackExitFuture")
             .field("left", &self.stack.len())
             .field("failures", &self.closer.errors.len())
             .finish()

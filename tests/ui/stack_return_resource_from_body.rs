@@ -2,11 +2,11 @@
 // stack closes it after the body.
 use core::convert::Infallible;
 
-use async_with::{ExitStack, nullcontext, with};
+use async_with::{ExitStack, null_context, with};
 
 fn main() {
     let leaked = futures_executor::block_on(with(ExitStack::<Infallible>::new(), async |stack| {
-        let n = stack.enter_context(nullcontext(1_u32)).await.unwrap();
+        let n = stack.enter_context(null_context(1_u32)).await.unwrap();
         Ok::<_, ()>(n)
     }));
     let _ = leaked;

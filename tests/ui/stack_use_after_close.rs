@@ -2,12 +2,12 @@
 // `close` (which takes the stack mutably and releases the resource).
 use core::convert::Infallible;
 
-use async_with::{ExitStack, nullcontext};
+use async_with::{ExitStack, null_context};
 
 fn main() {
     futures_executor::block_on(async {
         let mut stack = ExitStack::<Infallible>::new();
-        let n = stack.enter_context(nullcontext(1_u32)).await.unwrap();
+        let n = stack.enter_context(null_context(1_u32)).await.unwrap();
         stack.close().await.unwrap();
         *n += 1;
     });

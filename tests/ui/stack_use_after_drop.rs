@@ -2,12 +2,12 @@
 // cancels every entry) ends the borrow.
 use core::convert::Infallible;
 
-use async_with::{ExitStack, nullcontext};
+use async_with::{ExitStack, null_context};
 
 fn main() {
     futures_executor::block_on(async {
         let stack = ExitStack::<Infallible>::new();
-        let n = stack.enter_context(nullcontext(1_u32)).await.unwrap();
+        let n = stack.enter_context(null_context(1_u32)).await.unwrap();
         drop(stack);
         *n += 1;
     });

@@ -1,9 +1,9 @@
 // S10: the body cannot store the borrowed resource in a variable that outlives it.
-use async_with::{nullcontext, with};
+use async_with::{null_context, with};
 
 fn main() {
     let mut slot = None;
-    let fut = with(nullcontext(5_u32), async |r| {
+    let fut = with(null_context(5_u32), async |r| {
         slot = Some(r);
         Ok::<_, ()>(())
     });

@@ -1,4 +1,12 @@
-//! The two halves of an asynchronous context manager: [`AsyncEnter`] and [`AsyncExit`].
+//! The two halves of an asynchronous context manager, [`AsyncEnter`] and [`AsyncExit`], and
+//! the managers built from closures and values: [`from_fns`](crate::from_fns),
+//! [`closing`](crate::closing), [`null_context`](crate::null_context). A new ready-made
+//! manager goes beside them.
+
+pub(crate) mod closing;
+pub(crate) mod from_fns;
+pub(crate) mod null_context;
+pub(crate) mod send;
 
 use core::fmt::Debug;
 use core::future::Future;
@@ -91,9 +99,9 @@ pub trait AsyncEnter {
     ///
     /// ```
     /// # futures_executor::block_on(async {
-    /// use async_with::{AsyncEnter, nullcontext};
+    /// use async_with::{AsyncEnter, null_context};
     ///
-    /// let n = nullcontext(41).with(async |n| Ok::<_, ()>(*n + 1)).await;
+    /// let n = null_context(41).with(async |n| Ok::<_, ()>(*n + 1)).await;
     /// assert_eq!(n, Ok(42));
     /// # });
     /// ```

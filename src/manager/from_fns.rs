@@ -178,13 +178,13 @@ where
 {
     type Resource = R;
     type Error = X;
-    type Exit = ExitFn<Exit, Cancel>;
-    type Enter = EnterFn<EnterFut, Exit, Cancel>;
+    type Exit = FromFnsExit<Exit, Cancel>;
+    type Enter = FromFnsEnter<EnterFut, Exit, Cancel>;
 
     fn enter(self) -> Self::Enter {
-        EnterFn {
+        FromFnsEnter {
             future: (self.enter)(),
-            exit: Some(ExitFn {
+            exit: Some(FromFnsExit {
                 exit: self.exit,
                 cancel: self.cancel,
             }),
@@ -197,7 +197,7 @@ pin_project! {
     /// closure kept for later.
     ///
     /// [`with`](crate::with) drives it for you. A combinator that holds managers without
-    /// `with` drives it by hand: awaiting it yields the resource and the [`ExitFn`] that
+    /// `with` drives it by hand: awaiting it yields the resource and the [`FromFnsExit`] that
     /// releases it.
     ///
     /// ```
@@ -213,38 +213,38 @@ pin_project! {
     ///     },
     /// );
     ///
-    /// let (mut greeting, exit) = session.enter().await?; // `enter` returns an `EnterFn`
+    /// let (mut greeting, exit) = session.enter().await?; // `enter` returns an `FromFnsEnter`
     /// greeting.push_str(", world");
-    /// exit.exit(greeting, Outcome::Success).await?; // `exit` is an `ExitFn`
+    /// exit.exit(greeting, Outcome::Success).await?; // `exit` is an `FromFnsExit`
     /// assert_eq!(*log.borrow(), [("hello, world".to_string(), Status::Success)]);
     /// # Ok::<(), ()>(())
     /// # }).unwrap();
     /// ```
     #[must_use = "futures do nothing unless you `.await` or poll them"]
-    pub struct EnterFn<Fut, Exit, Cancel = ()> {
+    pub struct FromFnsEnter<Fut, Exit, Cancel = ()> {
         #[pin]
         future: Fut,
-        exit: Option<ExitFn<Exit, Cancel>>,
+        exit: Option<FromFnsExit<Exit, Cancel>>,
     }
 }
 
-impl<Fut, Exit, Cancel> fmt::Debug for EnterFn<Fut, Exit, Cancel> {
+impl<Fut, Exit, Cancel> fmt::Debug for FromFnsEnter<Fut, Exit, Cancel> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EnterFn").finish_non_exhaustive()
+        f.debug_struct("FromFnsEnter").finish_non_exhaustive()
     }
 }
 
-impl<Fut, Exit, Cancel, R, X> Future for EnterFn<Fut, Exit, Cancel>
+impl<Fut, Exit, Cancel, R, X> Future for FromFnsEnter<Fut, Exit, Cancel>
 where
     Fut: Future<Output = Result<R, X>>,
 {
-    type Output = Result<(R, ExitFn<Exit, Cancel>), X>;
+    type Output = Result<(R, FromFnsExit<Exit, Cancel>), X>;
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let resource = ready!(this.future.poll(cx))?;
-        let exit = this.exit.take().expect("`EnterFn` polled after completion");
+        let exit = this.exit.take().expect("`FromFnsEnter` polled after completion");
         Poll::Ready(Ok((resource, exit)))
     }
 }
@@ -252,7 +252,7 @@ where
 /// Exit handle of a [`from_fns`] manager: calls the exit closure with the body's [`Status`].
 /// On cancellation the exit closure is not called; the resource goes to the `Cancel` hook.
 ///
-/// It is what awaiting an [`EnterFn`] yields (see there for `exit`). Its
+/// It is what awaiting an [`FromFnsEnter`] yields (see there for `exit`). Its
 /// [`cancel`](AsyncExit::cancel) is what a dropped [`WithFuture`](crate::WithFuture) calls:
 ///
 /// ```
@@ -269,18 +269,18 @@ where
 /// assert!(cut.get());
 /// # });
 /// ```
-pub struct ExitFn<Exit, Cancel = ()> {
+pub struct FromFnsExit<Exit, Cancel = ()> {
     exit: Exit,
     cancel: Cancel,
 }
 
-impl<Exit, Cancel> fmt::Debug for ExitFn<Exit, Cancel> {
+impl<Exit, Cancel> fmt::Debug for FromFnsExit<Exit, Cancel> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ExitFn").finish_non_exhaustive()
+        f.debug_struct("FromFnsExit").finish_non_exhaustive()
     }
 }
 
-impl<Exit, ExitFut, Cancel, R, X> AsyncExit<R> for ExitFn<Exit, Cancel>
+impl<Exit, ExitFut, Cancel, R, X> AsyncExit<R> for FromFnsExit<Exit, Cancel>
 where
     Exit: FnOnce(R, Status) -> ExitFut,
     ExitFut: Future<Output = Result<(), X>>,

@@ -1,4 +1,4 @@
-//! [`nullcontext`]: a manager that lends a value and does nothing on exit.
+//! [`null_context`]: a manager that lends a value and does nothing on exit.
 
 use core::convert::Infallible;
 use core::future::{Ready, ready};
@@ -15,22 +15,22 @@ use crate::outcome::Outcome;
 ///
 /// ```
 /// # futures_executor::block_on(async {
-/// use async_with::{Value, nullcontext, with};
+/// use async_with::{Value, null_context, with};
 ///
 /// // Neither the manager nor the body can fail: the pattern is irrefutable.
-/// let Ok(doubled) = with(nullcontext(21), async |n| Value(*n * 2)).await;
+/// let Ok(doubled) = with(null_context(21), async |n| Value(*n * 2)).await;
 /// assert_eq!(doubled, 42);
 ///
 /// // A body that can fail: its error is the only one there can be.
-/// let parsed = with(nullcontext("4x"), async |s| s.parse::<u8>()).await;
+/// let parsed = with(null_context("4x"), async |s| s.parse::<u8>()).await;
 /// assert!(parsed.map_err(|e| e.into_body()).is_err());
 /// # });
 /// ```
-pub fn nullcontext<T>(value: T) -> NullContext<T> {
+pub fn null_context<T>(value: T) -> NullContext<T> {
     NullContext { value }
 }
 
-/// A manager that lends its value and does nothing on exit; made by [`nullcontext`] (see its
+/// A manager that lends its value and does nothing on exit; made by [`null_context`] (see its
 /// examples).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct NullContext<T> {
@@ -48,7 +48,7 @@ impl<T> AsyncEnter for NullContext<T> {
     }
 }
 
-/// Exit handle that does nothing (the value is dropped); used by [`nullcontext`].
+/// Exit handle that does nothing (the value is dropped); used by [`null_context`].
 ///
 /// A hand-written manager whose resource needs no release can use it as its
 /// [`Exit`](AsyncEnter::Exit). Its error is [`Infallible`], so the manager's must be too:

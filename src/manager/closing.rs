@@ -65,11 +65,11 @@ where
 {
     type Resource = T;
     type Error = X;
-    type Exit = Close<F>;
-    type Enter = Ready<Result<(T, Close<F>), X>>;
+    type Exit = ClosingExit<F>;
+    type Enter = Ready<Result<(T, ClosingExit<F>), X>>;
 
     fn enter(self) -> Self::Enter {
-        ready(Ok((self.value, Close { close: self.close })))
+        ready(Ok((self.value, ClosingExit { close: self.close })))
     }
 }
 
@@ -94,25 +94,25 @@ where
 /// # Ok::<(), &str>(())
 /// # }).unwrap();
 /// ```
-pub struct Close<F> {
+pub struct ClosingExit<F> {
     close: F,
 }
 
-impl<F> Close<F> {
+impl<F> ClosingExit<F> {
     /// The exit handle that calls `close`; the exit stack's `adopt` uses it too.
     #[cfg(feature = "alloc")]
     pub(crate) fn new(close: F) -> Self {
-        Close { close }
+        ClosingExit { close }
     }
 }
 
-impl<F> fmt::Debug for Close<F> {
+impl<F> fmt::Debug for ClosingExit<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Close").finish_non_exhaustive()
+        f.debug_struct("ClosingExit").finish_non_exhaustive()
     }
 }
 
-impl<T, F, Fut, X> AsyncExit<T> for Close<F>
+impl<T, F, Fut, X> AsyncExit<T> for ClosingExit<F>
 where
     F: FnOnce(T) -> Fut,
     Fut: Future<Output = Result<(), X>>,

@@ -1,4 +1,7 @@
-//! [`with`] and its future, [`WithFuture`].
+//! [`with`] and its future, [`WithFuture`]; the self-borrow it rests on is in `lend`.
+
+#[allow(unsafe_code)]
+mod lend;
 
 use core::any::Any;
 use core::fmt;
@@ -11,7 +14,7 @@ use pin_project_lite::pin_project;
 
 use crate::body::Body;
 use crate::error::Error;
-use crate::lend::{Lend, unreachable_phase};
+use self::lend::{Lend, unreachable_phase};
 use crate::manager::{AsyncEnter, AsyncExit};
 use crate::outcome::{Failure, Outcome};
 use crate::output::BodyOutput;
@@ -66,12 +69,12 @@ use crate::output::BodyOutput;
 /// Return `()` or [`Value`](crate::Value): no `Ok(..)`, no error type to name. The body's
 /// side of [`Error`] is then [`Infallible`](core::convert::Infallible), so only the manager
 /// can fail: [`Error::into_manager`] takes its error out in one call. If the manager cannot
-/// fail either ([`nullcontext`](crate::nullcontext)), `Err` has no value at all and
+/// fail either ([`null_context`](crate::null_context)), `Err` has no value at all and
 /// `let Ok(v) = ..` is irrefutable.
 ///
 /// ```
 /// # futures_executor::block_on(async {
-/// use async_with::{Error, Status, Value, from_fns, nullcontext, with};
+/// use async_with::{Error, Status, Value, from_fns, null_context, with};
 ///
 /// #[derive(Debug, PartialEq)]
 /// struct Busy;
@@ -84,7 +87,7 @@ use crate::output::BodyOutput;
 /// assert_eq!(result, Ok(()));
 ///
 /// // Neither side can fail: no `match`, no `unwrap`.
-/// let Ok(sum) = with(nullcontext([1, 2, 3]), async |xs| Value(xs.iter().sum::<i32>())).await;
+/// let Ok(sum) = with(null_context([1, 2, 3]), async |xs| Value(xs.iter().sum::<i32>())).await;
 /// assert_eq!(sum, 6);
 /// # });
 /// ```
@@ -101,7 +104,7 @@ use crate::output::BodyOutput;
 ///
 /// ```
 /// # futures_executor::block_on(async {
-/// use async_with::{Error, nullcontext, with};
+/// use async_with::{Error, null_context, with};
 ///
 /// #[derive(Debug, PartialEq)]
 /// struct NotADigit(u8);
@@ -110,7 +113,7 @@ use crate::output::BodyOutput;
 ///     if byte.is_ascii_digit() { Ok(byte - b'0') } else { Err(NotADigit(byte)) }
 /// }
 ///
-/// let parsed = with(nullcontext(*b"4x"), async |bytes| -> Result<u8, NotADigit> {
+/// let parsed = with(null_context(*b"4x"), async |bytes| -> Result<u8, NotADigit> {
 ///     let tens = digit(bytes[0]).await?;
 ///     let ones = digit(bytes[1]).await?;
 ///     Ok(tens * 10 + ones)
@@ -280,7 +283,7 @@ pin_project! {
 
     ```
     # futures_executor::block_on(async {
-    use async_with::{AsyncEnter, Body, Value, WithFuture, nullcontext, with};
+    use async_with::{AsyncEnter, Body, Value, WithFuture, null_context, with};
 
     /// A unit of work queued for later, with its label.
     struct Job<'a, M, B>
@@ -295,7 +298,7 @@ pin_project! {
 
     let job = Job {
         label: "double",
-        run: with(nullcontext(21), async |n| Value(*n * 2)),
+        run: with(null_context(21), async |n| Value(*n * 2)),
     };
     assert_eq!(job.label, "double");
     let Ok(n) = job.run.await;
