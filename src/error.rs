@@ -3,7 +3,6 @@
 use core::convert::Infallible;
 use core::fmt;
 
-
 /// The error of a [`WithFuture`](crate::WithFuture): which phases failed, with their errors.
 ///
 /// `X` is the manager's error (enter and exit), `E` the body's. When both the body and exit

@@ -21,6 +21,7 @@ extern crate std;
 mod body;
 mod error;
 pub mod group;
+mod guard;
 mod manager;
 mod outcome;
 mod output;
@@ -33,7 +34,9 @@ pub use crate::body::Body;
 pub use crate::error::Error;
 pub use crate::group::{Fault, GroupError};
 pub use crate::manager::closing::{Closing, ClosingExit, closing};
-pub use crate::manager::from_fns::{CancelHook, FromFns, FromFnsEnter, FromFnsExit, OnCancel, from_fns};
+pub use crate::manager::from_fns::{
+    CancelHook, FromFns, FromFnsEnter, FromFnsExit, OnCancel, from_fns,
+};
 pub use crate::manager::null_context::{NoExit, NullContext, null_context};
 pub use crate::manager::send::SendManager;
 pub use crate::manager::{AsyncEnter, AsyncExit};

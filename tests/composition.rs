@@ -86,6 +86,9 @@ struct Labelled<X> {
     pending: usize,
     enter_error: Option<X>,
     exit_error: Option<X>,
+    /// Panics inside `enter()` / `exit()` themselves, before returning a future.
+    enter_panics: bool,
+    exit_panics: bool,
 }
 
 fn manager<X>(log: &Log, name: char) -> Labelled<X> {
@@ -95,6 +98,8 @@ fn manager<X>(log: &Log, name: char) -> Labelled<X> {
         pending: 1,
         enter_error: None,
         exit_error: None,
+        enter_panics: false,
+        exit_panics: false,
     }
 }
 
@@ -109,6 +114,16 @@ impl<X> Labelled<X> {
         self
     }
 
+    fn enter_panics(mut self) -> Self {
+        self.enter_panics = true;
+        self
+    }
+
+    fn exit_panics(mut self) -> Self {
+        self.exit_panics = true;
+        self
+    }
+
     fn pending(mut self, n: usize) -> Self {
         self.pending = n;
         self
@@ -119,6 +134,7 @@ struct LabelledExit<X> {
     log: Log,
     pending: usize,
     error: Option<X>,
+    panics: bool,
 }
 
 impl<X> AsyncEnter for Labelled<X> {
@@ -129,6 +145,9 @@ impl<X> AsyncEnter for Labelled<X> {
 
     fn enter(self) -> Self::Enter {
         self.log.borrow_mut().push(format!("{} enter", self.name));
+        if self.enter_panics {
+            std::panic::panic_any(MethodPanic(self.name));
+        }
         let value = match self.enter_error {
             Some(error) => Err(error),
             None => Ok((
@@ -140,6 +159,7 @@ impl<X> AsyncEnter for Labelled<X> {
                     log: self.log.clone(),
                     pending: self.pending,
                     error: self.exit_error,
+                    panics: self.exit_panics,
                 },
             )),
         };
@@ -160,6 +180,9 @@ impl<X> AsyncExit<Res> for LabelledExit<X> {
         self.log
             .borrow_mut()
             .push(format!("{} exit {outcome:?}", resource.name));
+        if self.panics {
+            std::panic::panic_any(MethodPanic(resource.name));
+        }
         let value = match self.error {
             Some(error) => Err(error),
             None => Ok(()),
@@ -195,6 +218,23 @@ impl std::error::Error for Nak {}
 
 #[derive(Debug, PartialEq, Eq)]
 struct BodyError(u8);
+
+/// The payload of a panic inside a manager's `enter()` or `exit()` method.
+#[derive(Debug, PartialEq, Eq)]
+struct MethodPanic(char);
+
+/// A group's result with its `GroupError` opened into the per-position faults, to compare.
+fn opened<T, S, E>(result: Result<T, Error<GroupError<S>, E>>) -> Result<T, Error<S, E>> {
+    result.map_err(|error| match error {
+        Error::Enter(group) => Error::Enter(group.into_faults()),
+        Error::Exit(group) => Error::Exit(group.into_faults()),
+        Error::Body(body) => Error::Body(body),
+        Error::BodyAndExit { body, exit } => Error::BodyAndExit {
+            body,
+            exit: exit.into_faults(),
+        },
+    })
+}
 
 // ---------------------------------------------------------------------------------------------
 // Order and what each exit sees
@@ -294,10 +334,8 @@ fn the_first_enter_fails() {
     let (a, b, c) = triple(&log);
     let result = run_triple((a.enter_fails("no lock"), b, c));
     assert_eq!(
-        result,
-        Err(Error::Enter(GroupError {
-            faults: (Some(Fault::Enter("no lock")), None, None)
-        }))
+        opened(result),
+        Err(Error::Enter((Some(Fault::Enter("no lock")), None, None)))
     );
     assert_eq!(events(&log), ["A enter"]);
 }
@@ -308,10 +346,8 @@ fn the_middle_enter_fails_and_the_first_exits_seeing_it() {
     let (a, b, c) = triple(&log);
     let result = run_triple((a, b.enter_fails(503), c));
     assert_eq!(
-        result,
-        Err(Error::Enter(GroupError {
-            faults: (None, Some(Fault::Enter(503)), None)
-        }))
+        opened(result),
+        Err(Error::Enter((None, Some(Fault::Enter(503)), None)))
     );
     assert_eq!(events(&log), ["A enter", "B enter", "A exit Failure(503)"]);
 }
@@ -322,10 +358,8 @@ fn the_last_enter_fails_and_the_others_exit_right_to_left() {
     let (a, b, c) = triple(&log);
     let result = run_triple((a, b, c.enter_fails(Nak::Busy)));
     assert_eq!(
-        result,
-        Err(Error::Enter(GroupError {
-            faults: (None, None, Some(Fault::Enter(Nak::Busy)))
-        }))
+        opened(result),
+        Err(Error::Enter((None, None, Some(Fault::Enter(Nak::Busy)))))
     );
     assert_eq!(
         events(&log),
@@ -350,14 +384,12 @@ fn an_enter_failure_then_exit_failures_are_all_kept() {
         c.enter_fails(Nak::Busy),
     ));
     assert_eq!(
-        result,
-        Err(Error::Enter(GroupError {
-            faults: (
-                Some(Fault::Exit("unlock failed")),
-                Some(Fault::Exit(500)),
-                Some(Fault::Enter(Nak::Busy))
-            )
-        }))
+        opened(result),
+        Err(Error::Enter((
+            Some(Fault::Exit("unlock failed")),
+            Some(Fault::Exit(500)),
+            Some(Fault::Enter(Nak::Busy))
+        )))
     );
     assert_eq!(
         events(&log),
@@ -386,7 +418,7 @@ fn a_pair_enter_failure_then_exit_failure() {
         panic!("expected an enter failure, got {result:?}")
     };
     assert_eq!(
-        group.faults,
+        group.into_faults(),
         (Some(Fault::Exit("close failed")), Some(Fault::Enter(404)))
     );
     assert_eq!(events(&log), ["A enter", "B enter", "A exit Failure(404)"]);
@@ -413,8 +445,8 @@ fn each_exit_fails_alone() {
             _ => (None, None, Some(Fault::Exit(Nak::Busy))),
         };
         assert_eq!(
-            result,
-            Err(Error::Exit(GroupError { faults: expected })),
+            opened(result),
+            Err(Error::Exit(expected)),
             "exit {position} fails"
         );
         // The exits to the left of the failing one see its error; those to its right saw the
@@ -439,14 +471,12 @@ fn every_exit_fails_and_each_sees_the_newest_failure() {
     let (a, b, c) = triple(&log);
     let result = run_triple((a.exit_fails("a"), b.exit_fails(2), c.exit_fails(Nak::Busy)));
     assert_eq!(
-        result,
-        Err(Error::Exit(GroupError {
-            faults: (
-                Some(Fault::Exit("a")),
-                Some(Fault::Exit(2)),
-                Some(Fault::Exit(Nak::Busy))
-            )
-        }))
+        opened(result),
+        Err(Error::Exit((
+            Some(Fault::Exit("a")),
+            Some(Fault::Exit(2)),
+            Some(Fault::Exit(Nak::Busy))
+        )))
     );
     assert_eq!(
         events(&log)[3..],
@@ -467,12 +497,10 @@ fn the_body_fails_then_two_exits_fail() {
         async |_| Err::<(), _>(BodyError(1)),
     ));
     assert_eq!(
-        result,
+        opened(result),
         Err(Error::BodyAndExit {
             body: BodyError(1),
-            exit: GroupError {
-                faults: (Some(Fault::Exit("a")), None, Some(Fault::Exit(Nak::Busy)))
-            }
+            exit: (Some(Fault::Exit("a")), None, Some(Fault::Exit(Nak::Busy)))
         })
     );
     assert_eq!(
@@ -525,7 +553,9 @@ fn an_outer_exit_downcasts_the_inner_failure() {
         async |_| (),
     ));
     assert_eq!(
-        result.map_err(Error::into_manager).map_err(|g| g.faults),
+        result
+            .map_err(Error::into_manager)
+            .map_err(GroupError::into_faults),
         Err((None, Some(Fault::Exit(451))))
     );
     assert_eq!(*seen.borrow(), Some(451));
@@ -640,9 +670,18 @@ impl std::error::Error for IoError {}
 #[test]
 fn display_and_source_print_each_message_once() {
     type Faults2 = (Option<Fault<IoError>>, Option<Fault<Nak>>);
-    let group: GroupError<Faults2> = GroupError {
-        faults: (Some(Fault::Exit(IoError(5))), Some(Fault::Enter(Nak::Busy))),
+    let log = log();
+    let result = futures_executor::block_on(with(
+        (
+            manager::<IoError>(&log, 'A').exit_fails(IoError(5)),
+            manager::<Nak>(&log, 'B').enter_fails(Nak::Busy),
+        ),
+        async |_| (),
+    ));
+    let Err(Error::Enter(group)) = result else {
+        panic!("expected an enter failure, got {result:?}")
     };
+    let _: &GroupError<Faults2> = &group;
     assert_eq!(
         group.to_string(),
         "manager 2 of 2 failed to enter, then manager 1 failed to exit: i/o error 5"
@@ -703,10 +742,12 @@ fn an_array_enter_failure_unwinds_and_keeps_every_fault() {
     let result =
         futures_executor::block_on(with([a.exit_fails(1), b, c.enter_fails(3)], async |_| ()));
     assert_eq!(
-        result,
-        Err(Error::Enter(GroupError {
-            faults: [Some(Fault::Exit(1)), None, Some(Fault::Enter(3))]
-        }))
+        opened(result),
+        Err(Error::Enter([
+            Some(Fault::Exit(1)),
+            None,
+            Some(Fault::Enter(3))
+        ]))
     );
     assert_eq!(
         events(&log),
@@ -729,12 +770,10 @@ fn array_exit_failures_are_seen_by_the_exits_to_the_left() {
             Err::<(), _>(BodyError(0))
         }));
     assert_eq!(
-        result,
+        opened(result),
         Err(Error::BodyAndExit {
             body: BodyError(0),
-            exit: GroupError {
-                faults: [None, Some(Fault::Exit(2)), Some(Fault::Exit(3))]
-            }
+            exit: [None, Some(Fault::Exit(2)), Some(Fault::Exit(3))]
         })
     );
     assert_eq!(
@@ -947,6 +986,122 @@ fn an_array_dropped_mid_exit_cancels_the_managers_to_the_left() {
     );
 }
 
+/// Polls `future` to the end inside `catch_unwind`, then drops it; returns the panic's
+/// payload (the test fails if there was none) and the log as it was before the drop.
+fn panics_then_drop<F: Future>(future: F, log: &Log) -> (MethodPanic, Vec<String>) {
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+
+    let mut future = Box::pin(future);
+    let mut cx = Context::from_waker(Waker::noop());
+    let caught = catch_unwind(AssertUnwindSafe(|| {
+        while future.as_mut().poll(&mut cx).is_pending() {}
+    }));
+    let payload = caught.expect_err("a member's method panics");
+    let before_drop = events(log);
+    drop(future);
+    (
+        *payload
+            .downcast::<MethodPanic>()
+            .expect("the member's payload"),
+        before_drop,
+    )
+}
+
+/// A panic inside a member's `enter()` method (not its future): the members already entered
+/// get `cancel`, right to left, exactly once — a tuple as an array.
+#[test]
+fn a_panic_in_enter_cancels_the_members_already_entered() {
+    let log = log();
+    let group = (
+        manager::<u16>(&log, 'A'),
+        manager::<u16>(&log, 'B'),
+        manager::<u16>(&log, 'C').enter_panics(),
+    );
+    let (payload, _) = panics_then_drop(with(group, async |_| ()), &log);
+    assert_eq!(payload, MethodPanic('C'));
+    let seen = events(&log);
+    check_cancellation(&seen, &['A', 'B', 'C']);
+    assert_eq!(
+        seen,
+        ["A enter", "B enter", "C enter", "B cancel", "A cancel"],
+        "tuple"
+    );
+
+    let log = self::log();
+    let [a, b, c] = sensors(&log);
+    let (payload, _) = panics_then_drop(with([a, b, c.enter_panics()], async |_| ()), &log);
+    assert_eq!(payload, MethodPanic('C'));
+    assert_eq!(
+        events(&log),
+        ["A enter", "B enter", "C enter", "B cancel", "A cancel"],
+        "array"
+    );
+
+    // The middle one: only the first was entered.
+    let log = self::log();
+    let group = (
+        manager::<u16>(&log, 'A'),
+        manager::<u16>(&log, 'B').enter_panics(),
+        manager::<u16>(&log, 'C'),
+    );
+    let (payload, _) = panics_then_drop(with(group, async |_| ()), &log);
+    assert_eq!(payload, MethodPanic('B'));
+    assert_eq!(events(&log), ["A enter", "B enter", "A cancel"], "tuple");
+}
+
+/// A panic inside a member's `exit()` method: its resource went into `exit()`, so it gets
+/// neither exit nor cancel; the members to its left, not exited, get `cancel`, right to left,
+/// exactly once — a tuple as an array, whichever member panics.
+#[test]
+fn a_panic_in_exit_cancels_the_members_not_exited() {
+    for panicking in ['A', 'B', 'C'] {
+        let tuple_log = log();
+        let member = |name| {
+            let m = manager::<u16>(&tuple_log, name).pending(0);
+            if name == panicking {
+                m.exit_panics()
+            } else {
+                m
+            }
+        };
+        let group = (member('A'), member('B'), member('C'));
+        let (payload, _) = panics_then_drop(with(group, async |_| ()), &tuple_log);
+        assert_eq!(payload, MethodPanic(panicking));
+
+        let array_log = log();
+        let [a, b, c] = sensors(&array_log).map(|m| {
+            let m = m.pending(0);
+            if m.name == panicking {
+                m.exit_panics()
+            } else {
+                m
+            }
+        });
+        let (payload, _) = panics_then_drop(with([a, b, c], async |_| ()), &array_log);
+        assert_eq!(payload, MethodPanic(panicking));
+
+        let tuple_events = events(&tuple_log);
+        assert_eq!(tuple_events, events(&array_log), "a tuple as an array");
+        check_cancellation(&tuple_events, &['A', 'B', 'C']);
+        let exited: String = ['C', 'B', 'A']
+            .into_iter()
+            .take_while(|&name| name != panicking)
+            .map(|name| format!("{name} exit Success, "))
+            .collect();
+        let cancelled: String = ['C', 'B', 'A']
+            .into_iter()
+            .skip_while(|&name| name != panicking)
+            .skip(1)
+            .map(|name| format!("{name} cancel, "))
+            .collect();
+        assert_eq!(
+            tuple_events[3..].join(", ") + ", ",
+            format!("{exited}{panicking} exit Success, {cancelled}"),
+            "{panicking} panics in exit()"
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Nesting groups, arity 8, dependent managers, sizes
 // ---------------------------------------------------------------------------------------------
@@ -971,7 +1126,7 @@ fn a_tuple_of_eight_and_a_tuple_inside_a_tuple() {
     let Err(Error::Exit(group)) = result else {
         panic!("{result:?}")
     };
-    assert_eq!(group.faults.7, Some(Fault::Exit(8)));
+    assert_eq!(group.faults().7, Some(Fault::Exit(8)));
     assert_eq!(
         events(&log)[8..],
         [
@@ -1021,8 +1176,8 @@ fn an_infallible_member_beside_fallible_ones() {
     let Err(Error::Exit(group)) = result else {
         panic!("{result:?}")
     };
-    assert_eq!(group.faults.1, Some(Fault::Exit(1)));
-    assert!(group.faults.0.is_none());
+    assert_eq!(group.faults().1, Some(Fault::Exit(1)));
+    assert!(group.faults().0.is_none());
 }
 
 #[test]

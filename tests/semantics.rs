@@ -347,7 +347,6 @@ fn s3_exit_once_after_immediate_err() {
     assert_eq!(h.pendings, 1);
 }
 
-#[cfg(feature = "std")]
 #[derive(Debug, PartialEq)]
 struct Payload(u32);
 
@@ -553,10 +552,8 @@ fn s3_poll_after_an_escaped_panic_panics_and_exits() {
 }
 
 /// A body future that stays pending (waking itself) and panics when dropped.
-#[cfg(feature = "std")]
 struct PendingPanicsOnDrop;
 
-#[cfg(feature = "std")]
 impl Future for PendingPanicsOnDrop {
     type Output = Result<(), BodyError>;
 
@@ -566,18 +563,15 @@ impl Future for PendingPanicsOnDrop {
     }
 }
 
-#[cfg(feature = "std")]
 impl Drop for PendingPanicsOnDrop {
     fn drop(&mut self) {
         std::panic::panic_any(Payload(7))
     }
 }
 
-/// A resource that counts its drops; no heap, so that leaking it is not a leak Miri reports.
-#[cfg(feature = "std")]
+/// A resource that counts its drops.
 struct Counted<'a>(&'a Cell<u32>);
 
-#[cfg(feature = "std")]
 impl Drop for Counted<'_> {
     fn drop(&mut self) {
         self.0.set(self.0.get() + 1);
@@ -585,11 +579,11 @@ impl Drop for Counted<'_> {
 }
 
 /// The body future's destructor panics while the `WithFuture` is dropped mid-body: the panic
-/// propagates, and the resource and the exit handle are leaked, neither cancelled nor dropped
-/// (documented under `# Panics`).
-#[cfg(feature = "std")]
+/// propagates, and on its way the resource still goes to `cancel`, once, and is dropped once —
+/// as the same steps written as an `async fn` with a cancel guard would. It holds in every
+/// feature set: it depends on panics unwinding, not on `std` (documented under `# Panics`).
 #[test]
-fn s3_body_destructor_panic_during_drop_leaks_the_resource() {
+fn s3_body_destructor_panic_during_drop_still_cancels() {
     use std::panic::{AssertUnwindSafe, catch_unwind};
 
     let (drops, cancels) = (Cell::new(0), Cell::new(0));
@@ -600,12 +594,19 @@ fn s3_body_destructor_panic_during_drop_leaks_the_resource() {
     .on_cancel(|_: Counted<'_>| cancels.set(cancels.get() + 1));
     let mut future = Box::pin(with(manager, |_: &mut Counted<'_>| PendingPanicsOnDrop));
     assert!(support::poll_once(future.as_mut()).is_pending());
+    assert_eq!((drops.get(), cancels.get()), (0, 0));
     let caught = catch_unwind(AssertUnwindSafe(move || drop(future)));
     assert_eq!(
         caught.unwrap_err().downcast_ref::<Payload>(),
-        Some(&Payload(7))
+        Some(&Payload(7)),
+        "the destructor's panic propagates"
     );
-    assert_eq!((drops.get(), cancels.get()), (0, 0));
+    assert_eq!(cancels.get(), 1, "cancel ran once, while unwinding");
+    assert_eq!(
+        drops.get(),
+        1,
+        "the resource was dropped once (by the cancel hook)"
+    );
 }
 
 /// Without `std` a body panic is not caught: it unwinds through `poll`, exit does not run, and
@@ -1013,7 +1014,9 @@ fn s6_recover_suppresses_body_error_only() {
 #[test]
 fn s6_manager_cannot_swallow_the_body_error() {
     // An exit that succeeds (the only thing a manager can do) leaves the body's error intact.
-    let (out, _) = support::run(with(null_context(()), async |_| Err::<u32, _>(BodyError(9))));
+    let (out, _) = support::run(with(null_context(()), async |_| {
+        Err::<u32, _>(BodyError(9))
+    }));
     assert_eq!(out, Err(Error::Body(BodyError(9))));
 }
 

@@ -12,6 +12,7 @@ use pin_project_lite::pin_project;
 
 use super::error::{Fault, GroupError};
 use super::outcome_of;
+use crate::guard::OnUnwind;
 use crate::manager::{AsyncEnter, AsyncExit};
 use crate::outcome::{Outcome, Status};
 
@@ -197,6 +198,15 @@ impl<A: ArrayOf> Unwind<A> {
     }
 }
 
+/// Cancels every member still in `entered`, right to left.
+fn cancel_all<A: ArrayOf>(mut entered: A::Entered) {
+    for slot in entered.as_mut().iter_mut().rev() {
+        if let Some((resource, exit)) = slot.take() {
+            exit.cancel(resource);
+        }
+    }
+}
+
 /// Records `fault` of the member at `index` as the newest failure.
 fn record<A: ArrayOf>(
     faults: &mut A::Faults,
@@ -287,9 +297,7 @@ impl<A: ArrayOf> Future for ArrayEnter<A> {
         // A manager failed to enter: a failure is the newest, so `Success` is never shown.
         let faults = ready!(this.unwind.poll(cx, Outcome::Success));
         *this.finished = true;
-        Poll::Ready(Err(GroupError {
-            faults: faults.expect("an enter failed"),
-        }))
+        Poll::Ready(Err(GroupError::new(faults.expect("an enter failed"))))
     }
 }
 
@@ -317,14 +325,17 @@ impl<A: ArrayOf> AsyncExit<A::Resources> for ArrayExit<A> {
     type Future = ArrayExitFuture<A>;
 
     fn exit(self, resources: A::Resources, outcome: Outcome<'_>) -> Self::Future {
-        let mut entered = A::pending(resources, self.exits);
-        let slots = entered.as_mut();
+        // The members to its left have not exited: should the rightmost member's `exit()`
+        // panic, they get `cancel`.
+        let mut entered = OnUnwind::new(A::pending(resources, self.exits), cancel_all::<A>);
+        let slots = entered.get().as_mut();
         let count = slots.len().saturating_sub(1);
         // The rightmost member's exit is created now, with the body's error itself.
         let current = slots
             .last_mut()
             .and_then(Option::take)
             .map(|(resource, exit)| exit.exit(resource, outcome));
+        let entered = entered.defuse();
         ArrayExitFuture {
             status: outcome.status(),
             unwind: Unwind::new(entered, count, current),
@@ -333,12 +344,7 @@ impl<A: ArrayOf> AsyncExit<A::Resources> for ArrayExit<A> {
     }
 
     fn cancel(self, resources: A::Resources) {
-        let mut entered = A::pending(resources, self.exits);
-        for slot in entered.as_mut().iter_mut().rev() {
-            if let Some((resource, exit)) = slot.take() {
-                exit.cancel(resource);
-            }
-        }
+        cancel_all::<A>(A::pending(resources, self.exits));
     }
 
     fn poll_exit(
@@ -393,7 +399,7 @@ impl<A: ArrayOf> ArrayExitFuture<A> {
         *this.finished = true;
         Poll::Ready(match faults {
             None => Ok(()),
-            Some(faults) => Err(GroupError { faults }),
+            Some(faults) => Err(GroupError::new(faults)),
         })
     }
 }

@@ -55,7 +55,8 @@ impl<X> Fault<X> {
 /// The error of a group of managers (a tuple or an array): for every position, the
 /// [`Fault`] of that manager, if it failed. At least one position holds one.
 ///
-/// `faults` is `(Option<Fault<Xa>>, Option<Fault<Xb>>, ..)` for a tuple `(A, B, ..)` and
+/// [`faults`](GroupError::faults) (or [`into_faults`](GroupError::into_faults)) is
+/// `(Option<Fault<Xa>>, Option<Fault<Xb>>, ..)` for a tuple `(A, B, ..)` and
 /// `[Option<Fault<X>>; N]` for an array `[M; N]`, so a `match` names each manager's fate:
 ///
 /// ```
@@ -66,8 +67,9 @@ impl<X> Fault<X> {
 /// let b = from_fns(async || Err::<i32, _>(404_u16), async |_: i32, _: Status| Ok(()));
 ///
 /// let result = with((a, b), async |(a, b)| Value(*a + *b)).await;
-/// match result {
-///     Err(Error::Enter(GroupError { faults: (Some(Fault::Exit(a)), Some(Fault::Enter(b))) })) => {
+/// let Err(Error::Enter(group)) = result else { panic!("B's enter fails") };
+/// match group.into_faults() {
+///     (Some(Fault::Exit(a)), Some(Fault::Enter(b))) => {
 ///         assert_eq!((a, b), ("a: close failed", 404));
 ///     }
 ///     other => panic!("unexpected: {other:?}"),
@@ -80,13 +82,17 @@ impl<X> Fault<X> {
 /// [`iter`](GroupError::iter) walks them in that order; [`collapse`](GroupError::collapse)
 /// keeps the first one (the cause).
 ///
-/// `Display` says which manager failed in which phase, and also prints the later failures;
-/// [`source`](core::error::Error::source) is the first failure itself, so an error reporter
-/// prints each message once.
+/// # `Display` and `Error`
+///
+/// A `GroupError` is `Display` when every manager's error is `Display`, and an
+/// [`Error`](core::error::Error) when every manager's error is an `Error + 'static` (its
+/// `faults` are then `Debug` too). `Display` says which manager failed in which phase, and
+/// also prints the later failures; [`source`](core::error::Error::source) is the first failure
+/// itself, so an error reporter prints each message once. (The bounds are written on sealed
+/// helper traits of the fault lists, one impl per arity; this paragraph is what they say.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct GroupError<S> {
-    /// Per position, the manager's fault if it had one.
-    pub faults: S,
+    faults: S,
 }
 
 mod sealed {
@@ -125,19 +131,43 @@ pub(crate) trait ErrorFaults: FaultList {
     fn error(&self, index: usize) -> Option<&(dyn core::error::Error + 'static)>;
 }
 
+impl<S> GroupError<S> {
+    /// At least one position of `faults` holds a fault (the crate's groups make them).
+    pub(crate) fn new(faults: S) -> Self {
+        GroupError { faults }
+    }
+
+    /// Per position, the manager's fault if it had one: `(Option<Fault<Xa>>, ..)` for a
+    /// tuple, `[Option<Fault<X>>; N]` for an array.
+    pub fn faults(&self) -> &S {
+        &self.faults
+    }
+
+    /// The faults by value, to `match` on each manager's fate (see the example above).
+    pub fn into_faults(self) -> S {
+        self.faults
+    }
+}
+
 impl<S: FaultList> GroupError<S> {
     /// The failures in the order they happened (the rightmost position first), each with
     /// its position.
     ///
     /// ```
-    /// use async_with::{Fault, GroupError};
+    /// # futures_executor::block_on(async {
+    /// use async_with::{Error, Status, from_fns, null_context, with};
     ///
-    /// let error = GroupError { faults: (Some(Fault::Exit("a")), None::<Fault<()>>, Some(Fault::Enter(7_u8))) };
+    /// let a = from_fns(async || Ok::<_, &str>(()), async |_: (), _: Status| Err("a"));
+    /// let c = from_fns(async || Err::<(), _>(7_u8), async |_: (), _: Status| Ok(()));
+    /// let Err(Error::Enter(error)) = with((a, null_context(()), c), async |_| ()).await else {
+    ///     panic!("c's enter fails")
+    /// };
     /// let seen: Vec<String> = error
     ///     .iter()
     ///     .map(|(i, fault)| format!("{i}: {} {:?}", if fault.is_enter() { "enter" } else { "exit" }, fault.inner()))
     ///     .collect();
     /// assert_eq!(seen, ["2: enter 7", "0: exit \"a\""]);
+    /// # });
     /// ```
     pub fn iter(&self) -> impl Iterator<Item = (usize, Fault<Failure<'_>>)> + '_ {
         (0..self.faults.len())
@@ -154,15 +184,22 @@ impl<S: FaultList> GroupError<S> {
     /// The first failure, converted into `T` through `From`; the others are dropped.
     ///
     /// ```
-    /// use async_with::{Fault, GroupError};
+    /// # futures_executor::block_on(async {
+    /// use async_with::{Error, Status, from_fns, with};
     ///
     /// #[derive(Debug, PartialEq)]
     /// enum AppError { Lock(&'static str), Io(u16) }
     /// impl From<&'static str> for AppError { fn from(e: &'static str) -> Self { AppError::Lock(e) } }
     /// impl From<u16> for AppError { fn from(e: u16) -> Self { AppError::Io(e) } }
     ///
-    /// let error = GroupError { faults: (Some(Fault::Exit("poisoned")), Some(Fault::Enter(5_u16))) };
+    /// let lock = from_fns(async || Ok::<_, &str>(()), async |_: (), _: Status| Err("poisoned"));
+    /// let port = from_fns(async || Err::<(), _>(5_u16), async |_: (), _: Status| Ok(()));
+    /// let Err(Error::Enter(error)) = with((lock, port), async |_| ()).await else {
+    ///     panic!("the port's enter fails")
+    /// };
+    /// // The port failed first; the lock's exit failure afterwards is dropped.
     /// assert_eq!(error.collapse::<AppError>(), AppError::Io(5));
+    /// # });
     /// ```
     ///
     /// # Panics
@@ -178,6 +215,7 @@ impl<S: FaultList> GroupError<S> {
     }
 }
 
+/// When every manager's error is `Display` (see [`GroupError`]).
 impl<S: DisplayFaults> fmt::Display for GroupError<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let len = self.faults.len();
@@ -207,6 +245,7 @@ impl<S: DisplayFaults> fmt::Display for GroupError<S> {
     }
 }
 
+/// When every manager's error is an `Error + 'static` (see [`GroupError`]).
 impl<S> core::error::Error for GroupError<S>
 where
     S: DisplayFaults + ErrorFaults + fmt::Debug,

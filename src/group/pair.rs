@@ -10,6 +10,7 @@ use pin_project_lite::pin_project;
 
 use super::error::Fault;
 use super::outcome_of;
+use crate::guard::OnUnwind;
 use crate::manager::{AsyncEnter, AsyncExit};
 use crate::outcome::{Failure, Outcome, Status, newest};
 
@@ -122,6 +123,11 @@ where
     }
 }
 
+/// The synchronous release of an entered member that will not exit.
+fn cancel<M: AsyncEnter>((resource, exit): (M::Resource, M::Exit)) {
+    exit.cancel(resource);
+}
+
 pin_project! {
     /// Enter future of a [`Pair`]: enters the left member, then the right one; if the right
     /// one fails, exits the left one (which sees that failure) before resolving.
@@ -192,8 +198,12 @@ where
                     return Poll::Ready(Err((L::faults(Fault::Enter(error)), None)));
                 }
             };
+            // The left member is entered: should `right.enter()` panic, it gets `cancel`.
+            let left = OnUnwind::new((resource, exit), cancel::<L>);
+            let future = right.enter();
+            let (resource, exit) = left.defuse();
             state.set(EnterState::Right {
-                future: right.enter(),
+                future,
                 resource,
                 exit,
             });
@@ -274,12 +284,22 @@ where
 
     #[inline]
     fn exit(self, (left, right): (L::Resource, R::Resource), outcome: Outcome<'_>) -> Self::Future {
+        // The left member has not exited: should the right one's `exit()` panic, it gets
+        // `cancel`.
+        let guard = OnUnwind::new(
+            (left, self.left),
+            |(resource, exit): (L::Resource, L::Exit)| {
+                exit.cancel(resource);
+            },
+        );
+        let future = self.right.exit(right, outcome);
+        let (resource, exit) = guard.defuse();
         PairExitFuture {
             status: outcome.status(),
             state: ExitState::Right {
-                future: self.right.exit(right, outcome),
-                exit: self.left,
-                resource: left,
+                future,
+                exit,
+                resource,
             },
         }
     }

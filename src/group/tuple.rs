@@ -62,9 +62,7 @@ impl<T: Shape> Future for TupleEnter<T> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         Poll::Ready(match ready!(self.project().inner.poll(cx)) {
             Ok((resource, exit)) => Ok((T::flatten(resource), TupleExit { inner: exit })),
-            Err(faults) => Err(GroupError {
-                faults: T::flatten_faults(faults),
-            }),
+            Err(faults) => Err(GroupError::new(T::flatten_faults(faults))),
         })
     }
 }
@@ -111,9 +109,7 @@ impl<T: Shape> AsyncExit<T::Resource> for TupleExit<T> {
     ) -> Poll<Result<(), Self::Error>> {
         let inner = future.project().inner;
         let exited = ready!(NestedExit::<T>::poll_exit(inner, cx, outcome));
-        Poll::Ready(exited.map_err(|faults| GroupError {
-            faults: T::flatten_faults(faults),
-        }))
+        Poll::Ready(exited.map_err(|faults| GroupError::new(T::flatten_faults(faults))))
     }
 }
 

@@ -36,6 +36,7 @@ use crate::outcome::Outcome;
 /// assert_eq!(written, Ok(5));
 /// # });
 /// ```
+#[doc(alias = "aclosing")]
 pub fn closing<T, F, Fut, X>(value: T, close: F) -> Closing<T, F>
 where
     F: FnOnce(T) -> Fut,
@@ -45,6 +46,7 @@ where
 }
 
 /// A manager that closes its value on exit; made by [`closing`] (see its example).
+#[must_use = "managers do nothing unless entered (`with(manager, body)`)"]
 pub struct Closing<T, F> {
     value: T,
     close: F,

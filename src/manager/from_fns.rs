@@ -104,6 +104,7 @@ where
 /// `impl SendManager<..>` (examples on [`from_fns`]), or taken generically (example on
 /// [`CancelHook`]).
 #[derive(Clone)]
+#[must_use = "managers do nothing unless entered (`with(manager, body)`)"]
 pub struct FromFns<Enter, Exit, Cancel = ()> {
     enter: Enter,
     exit: Exit,
@@ -244,7 +245,10 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let resource = ready!(this.future.poll(cx))?;
-        let exit = this.exit.take().expect("`FromFnsEnter` polled after completion");
+        let exit = this
+            .exit
+            .take()
+            .expect("`FromFnsEnter` polled after completion");
         Poll::Ready(Ok((resource, exit)))
     }
 }

@@ -11,6 +11,9 @@ use crate::outcome::Outcome;
 /// Useful where a manager is expected but there is nothing to acquire: an optional lock, a
 /// test double, a resource that is already open.
 ///
+/// The name is Rust's spelling of Python's (`snake_case`, as `NullContext` is its type);
+/// searching the docs for `nullcontext` finds it.
+///
 /// # Examples
 ///
 /// ```
@@ -26,6 +29,7 @@ use crate::outcome::Outcome;
 /// assert!(parsed.map_err(|e| e.into_body()).is_err());
 /// # });
 /// ```
+#[doc(alias = "nullcontext")]
 pub fn null_context<T>(value: T) -> NullContext<T> {
     NullContext { value }
 }
@@ -33,6 +37,7 @@ pub fn null_context<T>(value: T) -> NullContext<T> {
 /// A manager that lends its value and does nothing on exit; made by [`null_context`] (see its
 /// examples).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[must_use = "managers do nothing unless entered (`with(manager, body)`)"]
 pub struct NullContext<T> {
     value: T,
 }

@@ -72,15 +72,14 @@ impl<D: ?Sized> Arena<D> {
     pub(crate) fn push<E, R>(
         &self,
         entry: E,
-        erase: fn(*mut E) -> *mut D,
+        erase: fn(NonNull<E>) -> NonNull<D>,
         resource: fn(Pin<&mut E>) -> &mut R,
     ) -> &mut R {
-        let raw = Box::into_raw(Box::new(entry));
-        // SAFETY: `raw` comes from `Box::into_raw` just above and is not reachable from
-        // anywhere else yet; the entry never moves (invariant 2), so it may be pinned.
-        let resource: *mut R = resource(unsafe { Pin::new_unchecked(&mut *raw) });
-        // SAFETY: `Box::into_raw` never returns null.
-        let erased = unsafe { NonNull::new_unchecked(erase(raw)) };
+        let raw = NonNull::from(Box::leak(Box::new(entry)));
+        // SAFETY: `raw` comes from the `Box` just above and is not reachable from anywhere
+        // else yet; the entry never moves (invariant 2), so it may be pinned.
+        let resource: *mut R = resource(unsafe { Pin::new_unchecked(&mut *raw.as_ptr()) });
+        let erased = erase(raw);
         {
             let _guard = self.lock.acquire();
             // SAFETY: the lock is held (invariant 4); pushing moves only pointers, so the

@@ -11,6 +11,7 @@ use core::fmt;
 use core::future::{Future, Ready, ready};
 use core::marker::PhantomData;
 use core::pin::Pin;
+use core::ptr::NonNull;
 use core::task::{Context, Poll, ready};
 
 use self::arena::Arena;
@@ -123,17 +124,17 @@ mod sealed {
 /// [`SendExitStack`]) and the entries it can erase into it. Sealed.
 pub trait EntryList<E>: sealed::Sealed {
     #[doc(hidden)]
-    fn erase(entry: *mut E) -> *mut Self;
+    fn erase(entry: NonNull<E>) -> NonNull<Self>;
 }
 
 impl<'a, X, E: StackEntry<X> + 'a> EntryList<E> for dyn StackEntry<X> + 'a {
-    fn erase(entry: *mut E) -> *mut Self {
+    fn erase(entry: NonNull<E>) -> NonNull<Self> {
         entry
     }
 }
 
 impl<'a, X, E: StackEntry<X> + Send + 'a> EntryList<E> for dyn StackEntry<X> + Send + 'a {
-    fn erase(entry: *mut E) -> *mut Self {
+    fn erase(entry: NonNull<E>) -> NonNull<Self> {
         entry
     }
 }
@@ -357,6 +358,7 @@ impl<'a, X, D: ?Sized + StackEntry<X>> ExitStack<'a, X, D> {
     /// assert!(open_all(&["a", "bad"], open).await.is_err()); // "a" was closed again
     /// # });
     /// ```
+    #[must_use = "dropping the returned stack cancels every entry it took (use `close` to exit them)"]
     pub fn pop_all(&mut self) -> Self {
         ExitStack {
             arena: self.arena.take(),
@@ -402,7 +404,10 @@ where
     /// assert_eq!(seen.get(), Some(Status::Failure));
     /// # });
     /// ```
-    pub fn close_with<'o>(&mut self, outcome: Outcome<'o>) -> CloseFuture<'_, 'a, X, D, Outcome<'o>> {
+    pub fn close_with<'o>(
+        &mut self,
+        outcome: Outcome<'o>,
+    ) -> CloseFuture<'_, 'a, X, D, Outcome<'o>> {
         CloseFuture {
             stack: self,
             closer: Closer::new(),

@@ -1,7 +1,8 @@
 //! The self-borrow: a resource and the body future that borrows it, stored side by side.
 //!
-//! This module and `arena.rs` (the exit stack) hold the crate's only `unsafe` code. [`Lend`]
-//! owns a resource and, while the body runs, the body future holding `&mut` to that resource.
+//! This module and `stack/arena.rs` (the exit stack) hold the crate's only `unsafe` code; the
+//! crate root denies `unsafe_code` and each of the two allows it for itself. [`Lend`] owns a
+//! resource and, while the body runs, the body future holding `&mut` to that resource.
 //! Its invariants:
 //!
 //! 1. The resource lives in an `UnsafeCell` inside a `!Unpin` type, and a `Lend` is only used
@@ -16,24 +17,46 @@
 //!    so the borrow it holds never dangles. A `Lend` has no `Drop` of its own: dropping one
 //!    drops the body future (an ordinary field) and never the resource or the kept value. Its
 //!    owner takes both out first, on every path — [`crate::WithFuture`] does, to hand them to
-//!    exit or to `cancel` — so the one way to leak them is a body future whose destructor
-//!    panics while the `WithFuture` is being dropped. (A `Drop` here, for that path alone,
-//!    cost 260 bytes of flash over the firmware's six `with`s, and kept nested `with`s from
-//!    being inlined into each other.)
-//! 4. The body's output cannot borrow the resource. This one is kept by the only caller,
-//!    not here: [`crate::with`], the only place a `Lend` is created, requires the body for
-//!    every lifetime `'r` with `Ok` and `Err` the same for all of them. (Stating that bound on
-//!    [`Lend::start`] as well makes the trait solver ambiguous between it and the bound at
-//!    `'a`; `pin-project-lite` cannot carry a higher-ranked bound on the state types instead.)
+//!    exit or to `cancel`; should the body future's destructor panic while the `WithFuture` is
+//!    dropped, a guard (compiled only where panics unwind) takes them while unwinding. (A
+//!    `Drop` here cost 260 bytes of flash over the firmware's six `with`s, and kept nested
+//!    `with`s from being inlined into each other.)
+//! 4. The body's output cannot borrow the resource, so nothing the body returns outlives the
+//!    borrow. [`Lend::start`] takes the body as an [`Unborrowing`], which can only be made
+//!    where the body is known, for every lifetime `'r`, to return the same `Ok` and `Err`
+//!    types ([`Unborrowing::new`]'s bound): a type, not a promise of the caller. (Stating that
+//!    higher-ranked bound on `start` itself makes the trait solver ambiguous between it and
+//!    the bound at `'a`; `pin-project-lite` cannot carry it on the state types either.)
 
 use core::cell::UnsafeCell;
 use core::future::Future;
-use core::marker::PhantomPinned;
+use core::marker::{PhantomData, PhantomPinned};
 use core::mem::MaybeUninit;
 use core::pin::Pin;
 use core::task::{Context, Poll};
 
 use crate::body::Body;
+
+/// A body `B` whose output cannot borrow a resource `R`: its `Ok` and `Err` types are the same
+/// whatever the lifetime of the borrow (invariant 4). The only way to make one is
+/// [`Unborrowing::new`], whose bound says so.
+pub(crate) struct Unborrowing<R, B> {
+    body: B,
+    _resource: PhantomData<fn() -> R>,
+}
+
+impl<R, B> Unborrowing<R, B> {
+    #[inline]
+    pub(crate) fn new<T, E>(body: B) -> Self
+    where
+        B: for<'r> Body<'r, R, Ok = T, Err = E>,
+    {
+        Unborrowing {
+            body,
+            _resource: PhantomData,
+        }
+    }
+}
 
 /// A resource lent to the future `F` that borrows it, and a value `K` kept beside it and
 /// handed out with it (the exit handle: what will release the resource).
@@ -73,9 +96,10 @@ impl<R, K, F: Future> Lend<R, K, F> {
     ///
     /// `'a` is a lifetime chosen by the caller's type, not the real one: the real borrow lasts
     /// until the future is dropped, which this type guarantees happens first (invariant 3).
-    /// Only [`crate::with`]'s future calls it, under the higher-ranked bound (invariant 4).
+    /// The body comes as an [`Unborrowing`]: its output cannot borrow the resource
+    /// (invariant 4).
     #[inline]
-    pub(crate) fn start<'a, B>(self: Pin<&mut Self>, body: B)
+    pub(crate) fn start<'a, B>(self: Pin<&mut Self>, body: Unborrowing<R, B>)
     where
         B: Body<'a, R, Future = F>,
         R: 'a,
@@ -91,7 +115,7 @@ impl<R, K, F: Future> Lend<R, K, F> {
         // SAFETY: the phase is `Idle`, so the resource is initialized and no body future, hence
         // no other reference to the slot, exists (invariant 2).
         let resource: &'a mut R = unsafe { (*this.resource.get()).assume_init_mut() };
-        this.phase = Phase::Running(body.call(resource));
+        this.phase = Phase::Running(body.body.call(resource));
     }
 
     /// Polls the body future; drops it as soon as it completes.

@@ -12,9 +12,10 @@ use core::task::{Context, Poll, ready};
 use futures_core::FusedFuture;
 use pin_project_lite::pin_project;
 
+use self::lend::{Lend, Unborrowing, unreachable_phase};
 use crate::body::Body;
 use crate::error::Error;
-use self::lend::{Lend, unreachable_phase};
+use crate::guard::OnUnwind;
 use crate::manager::{AsyncEnter, AsyncExit};
 use crate::outcome::{Failure, Outcome};
 use crate::output::BodyOutput;
@@ -213,7 +214,10 @@ where
     E: fmt::Debug + 'static,
 {
     WithFuture {
-        state: State::Start { manager, body },
+        state: State::Start {
+            manager,
+            body: Unborrowing::new(body),
+        },
     }
 }
 
@@ -447,8 +451,13 @@ pin_project! {
         fn drop(this: Pin<&mut Self>) {
             let state = this.project().state;
             if let StateProj::Body { lend } = state.project() {
-                // The body future is dropped inside `take`, before the resource moves.
-                if let Some((resource, exit)) = lend.take() {
+                // The body future is dropped inside `take`, before the resource moves. Should
+                // its destructor panic, the resource is still in place: the guard takes it
+                // while unwinding, and it gets `cancel` all the same.
+                let mut lend = OnUnwind::new(lend, cancel_lent::<M, B>);
+                let taken = lend.get().as_mut().take();
+                let _ = lend.defuse();
+                if let Some((resource, exit)) = taken {
                     exit.cancel(resource);
                 }
             }
@@ -456,6 +465,20 @@ pin_project! {
     }
 }
 
+/// `cancel` for whatever a [`Lend`] still holds.
+fn cancel_lent<'a, M, B>(lend: Pin<&mut BodyLend<'a, M, B>>)
+where
+    M: AsyncEnter,
+    M::Resource: 'a,
+    B: Body<'a, M::Resource>,
+{
+    if let Some((resource, exit)) = lend.take() {
+        exit.cancel(resource);
+    }
+}
+
+type BodyLend<'a, M, B> =
+    Lend<<M as AsyncEnter>::Resource, <M as AsyncEnter>::Exit, BodyFuture<'a, M, B>>;
 type BodyFuture<'a, M, B> = <B as Body<'a, <M as AsyncEnter>::Resource>>::Future;
 type ExitFuture<M> = <<M as AsyncEnter>::Exit as AsyncExit<<M as AsyncEnter>::Resource>>::Future;
 
@@ -468,9 +491,9 @@ pin_project! {
         M::Resource: 'a,
         B: Body<'a, M::Resource>,
     {
-        Start { manager: M, body: B },
-        Enter { #[pin] future: M::Enter, body: B },
-        Body { #[pin] lend: Lend<M::Resource, M::Exit, BodyFuture<'a, M, B>> },
+        Start { manager: M, body: Unborrowing<M::Resource, B> },
+        Enter { #[pin] future: M::Enter, body: Unborrowing<M::Resource, B> },
+        Body { #[pin] lend: BodyLend<'a, M, B> },
         Exit { #[pin] future: ExitFuture<M>, ended: Ended<B::Ok, B::Err> },
         Done,
     }
