@@ -364,10 +364,20 @@ pub(crate) fn as_display<X: fmt::Display>(fault: &Fault<X>) -> Fault<&dyn fmt::D
     }
 }
 
-/// Implements the fault-list traits for the tuple `(Option<Fault<X0>>, ..)`; the indices are
-/// listed from the right (the order in which failures happen).
+/// The first fault from the right of a tuple of faults, converted: `$i` lists the positions
+/// from the left, and the rightmost is tried first.
+macro_rules! first_from_right {
+    ($faults:ident;) => { None };
+    ($faults:ident; $i:tt $($rest:tt)*) => {
+        first_from_right!($faults; $($rest)*)
+            .or_else(|| $faults.$i.map(|fault| fault.into_inner().into()))
+    };
+}
+
+/// Implements the fault-list traits for the tuple `(Option<Fault<X0>>, ..)` of one arity
+/// (called by `for_each_tuple!`).
 macro_rules! tuple_faults {
-    ($len:literal; $($i:tt $X:ident),+) => {
+    ($len:literal: $(($i:tt $M:ident $m:ident $X:ident))+) => {
         impl<$($X: fmt::Debug + 'static),+> sealed::Sealed for ($(Option<Fault<$X>>,)+) {}
 
         impl<$($X: fmt::Debug + 'static),+> FaultList for ($(Option<Fault<$X>>,)+) {
@@ -385,12 +395,8 @@ macro_rules! tuple_faults {
 
         impl<T, $($X: fmt::Debug + 'static + Into<T>),+> Faults<T> for ($(Option<Fault<$X>>,)+) {
             fn collapse(self) -> Option<T> {
-                $(
-                    if let Some(fault) = self.$i {
-                        return Some(fault.into_inner().into());
-                    }
-                )+
-                None
+                let faults = self;
+                first_from_right!(faults; $($i)+)
             }
         }
 
@@ -416,10 +422,4 @@ macro_rules! tuple_faults {
     };
 }
 
-tuple_faults!(2; 1 X1, 0 X0);
-tuple_faults!(3; 2 X2, 1 X1, 0 X0);
-tuple_faults!(4; 3 X3, 2 X2, 1 X1, 0 X0);
-tuple_faults!(5; 4 X4, 3 X3, 2 X2, 1 X1, 0 X0);
-tuple_faults!(6; 5 X5, 4 X4, 3 X3, 2 X2, 1 X1, 0 X0);
-tuple_faults!(7; 6 X6, 5 X5, 4 X4, 3 X3, 2 X2, 1 X1, 0 X0);
-tuple_faults!(8; 7 X7, 6 X6, 5 X5, 4 X4, 3 X3, 2 X2, 1 X1, 0 X0);
+for_each_tuple!(tuple_faults);

@@ -1,6 +1,6 @@
 //! Several managers entered as one: tuples `(A, B, ..)` and arrays `[M; N]`.
 //!
-//! A tuple (up to 8 managers) or an array of managers is itself an [`AsyncEnter`](crate::AsyncEnter), whose
+//! A tuple of up to 8 managers or an array of managers is itself an [`AsyncEnter`](crate::AsyncEnter), whose
 //! resource is the tuple (array) of resources:
 //!
 //! ```
@@ -86,6 +86,21 @@
 //! assert_eq!(insert().await, Ok(1));
 //! # });
 //! ```
+
+/// The tuple arities that are managers, the one list of them: calls `$callback!` once per
+/// arity with its length and, per position, `(index Manager manager Error)`. A 9-tuple is one
+/// more line here (and one in the module docs, which say "up to 8").
+macro_rules! for_each_tuple {
+    ($callback:ident) => {
+        $callback!(2: (0 A a X0) (1 B b X1));
+        $callback!(3: (0 A a X0) (1 B b X1) (2 C c X2));
+        $callback!(4: (0 A a X0) (1 B b X1) (2 C c X2) (3 D d X3));
+        $callback!(5: (0 A a X0) (1 B b X1) (2 C c X2) (3 D d X3) (4 E e X4));
+        $callback!(6: (0 A a X0) (1 B b X1) (2 C c X2) (3 D d X3) (4 E e X4) (5 F f X5));
+        $callback!(7: (0 A a X0) (1 B b X1) (2 C c X2) (3 D d X3) (4 E e X4) (5 F f X5) (6 G g X6));
+        $callback!(8: (0 A a X0) (1 B b X1) (2 C c X2) (3 D d X3) (4 E e X4) (5 F f X5) (6 G g X6) (7 H h X7));
+    };
+}
 
 mod array;
 mod error;

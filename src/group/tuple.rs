@@ -1,5 +1,5 @@
-//! Tuples of managers, `(A, B)` up to `(A, B, C, D, E, F, G, H)`, as managers: run as pairs
-//! nested to the left, with the resources and faults laid out flat.
+//! Tuples of managers as managers (the arities are listed once, in `for_each_tuple!`): run as
+//! pairs nested to the left, with the resources and faults laid out flat.
 
 use core::fmt;
 use core::future::Future;
@@ -169,9 +169,9 @@ macro_rules! nested_pattern {
     ($first:ident $($rest:ident)*) => { nested_pattern!(@acc $first; $($rest)*) };
 }
 
-/// `AsyncEnter` for one tuple arity: `tuple_manager!(A a, B b, ..)`.
+/// `AsyncEnter` for one tuple arity (called by `for_each_tuple!`).
 macro_rules! tuple_manager {
-    ($($M:ident $m:ident),+) => {
+    ($len:literal: $(($i:tt $M:ident $m:ident $X:ident))+) => {
         impl<$($M),+> sealed::Sealed for ($($M,)+)
         where
             $($M: AsyncEnter<Error: fmt::Debug + 'static>),+
@@ -231,10 +231,4 @@ macro_rules! tuple_manager {
     };
 }
 
-tuple_manager!(A a, B b);
-tuple_manager!(A a, B b, C c);
-tuple_manager!(A a, B b, C c, D d);
-tuple_manager!(A a, B b, C c, D d, E e);
-tuple_manager!(A a, B b, C c, D d, E e, F f);
-tuple_manager!(A a, B b, C c, D d, E e, F f, G g);
-tuple_manager!(A a, B b, C c, D d, E e, F f, G g, H h);
+for_each_tuple!(tuple_manager);

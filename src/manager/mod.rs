@@ -23,7 +23,7 @@ use crate::with::{WithFuture, with};
 /// Entering produces two things: the **resource**, which the body borrows as `&mut`, and an
 /// **exit handle** (an [`AsyncExit`]), which later consumes the resource and releases it. They
 /// are separate so that the body sees only the resource, and so that managers compose without
-/// allocation: a tuple `(A, B, ..)` of up to 8 managers, and an array `[M; N]`, are managers
+/// allocation: a tuple `(A, B, ..)` of managers and an array `[M; N]` are managers
 /// themselves, whose resource is the tuple (array) of resources — see [`group`](crate::group).
 ///
 /// This is the `__aenter__` half of Python's protocol (and the `IntoFuture` of this crate):
