@@ -1,4 +1,166 @@
-#![doc = include_str!("../README.md")]
+//! Python's `async with` for Rust, and the `await using` of JavaScript and C#: acquire a
+//! resource asynchronously, run a body that borrows it, then release it asynchronously,
+//! knowing how the body ended. On any executor, in `no_std`, with no heap allocation.
+//!
+//! ```text
+//! with(manager, async |resource| body).await
+//!
+//!   1. enter:  manager.enter()         -> resource                        awaited to completion
+//!   2. body:   body(&mut resource)     -> Ok(v) | Err(e) | () | Value(v)  awaited to completion
+//!   3. exit:   exit(resource, outcome) -> Ok(()) | Err(x)                 awaited to completion
+//! ```
+//!
+//! [`with`] returns a [`WithFuture`]: one hand-written future that drives the enter, body and
+//! exit futures in turn. It has a name, so it can be a struct field or the return type of a
+//! trait method; it needs no allocator and no runtime.
+//!
+//! # Quickstart
+//!
+//! A sensor that is powered up for the body and powered down after it, whatever the body
+//! returned:
+//!
+//! ```
+//! use async_with::{AsyncEnter, Error, Status, Value, from_fns, with};
+//!
+//! struct Sensor { powered: bool, resolution: u8 }
+//!
+//! #[derive(Debug, PartialEq)]
+//! struct Timeout;
+//!
+//! impl Sensor {
+//!     async fn power_up(&mut self) -> Result<(), Timeout> { self.powered = true; Ok(()) }
+//!     async fn read(&mut self) -> Result<u16, Timeout> { Ok(2150) }
+//!     async fn power_down(&mut self) -> Result<(), Timeout> { self.powered = false; Ok(()) }
+//! }
+//!
+//! /// The sensor, powered for the duration of a body.
+//! fn powered(sensor: &mut Sensor) -> impl AsyncEnter<Resource = &mut Sensor, Error = Timeout> {
+//!     from_fns(
+//!         async move || {
+//!             sensor.power_up().await?;
+//!             Ok(sensor)
+//!         },
+//!         async |sensor: &mut Sensor, _status: Status| sensor.power_down().await,
+//!     )
+//! }
+//!
+//! # futures_executor::block_on(async {
+//! let mut sensor = Sensor { powered: false, resolution: 10 };
+//!
+//! // A body that may fail returns a `Result`.
+//! let reading = with(powered(&mut sensor), async |sensor| sensor.read().await).await;
+//! assert_eq!(reading, Ok(2150));
+//! assert!(!sensor.powered); // exit ran
+//!
+//! // `?` in the body: give the closure its return type, so that `?` knows its error type.
+//! let average = with(powered(&mut sensor), async |sensor| -> Result<u16, Timeout> {
+//!     let first = sensor.read().await?;
+//!     let second = sensor.read().await?;
+//!     Ok((first + second) / 2)
+//! })
+//! .await;
+//! assert_eq!(average, Ok(2150));
+//!
+//! // A body that cannot fail returns `()` or `Value(v)` and names no error type; only the
+//! // manager can fail then, and `into_manager` takes its error out.
+//! let resolution = with(powered(&mut sensor), async |sensor| {
+//!     sensor.resolution = 12;
+//!     Value(sensor.resolution)
+//! })
+//! .await
+//! .map_err(Error::into_manager);
+//! assert_eq!(resolution, Ok(12));
+//!
+//! // A failing body still powers the sensor down, and its error comes back unchanged.
+//! let failed = with(powered(&mut sensor), async |_sensor| Err::<u16, _>(Timeout)).await;
+//! assert_eq!(failed, Err(Error::Body(Timeout)));
+//! assert!(!sensor.powered);
+//! # });
+//! ```
+//!
+//! The body is an async closure (`async |r| ..`) or an `async fn` taking `&mut R`. A plain
+//! closure that returns `async move { .. }` is refused by the compiler: it cannot say that
+//! the block borrows `r`. The body cannot keep the resource: its output cannot borrow it.
+//!
+//! # What runs when
+//!
+//! - **Enter fails**: no body, no exit; the result is `Err(Error::Enter(x))`.
+//! - **The body returns** (`Ok`, `Err`, `()` or `Value`): exit runs, sees the [`Outcome`],
+//!   and is awaited. If the body and exit both fail, [`Error::BodyAndExit`] keeps both
+//!   errors.
+//! - **The body panics**: with the `std` feature, exit runs with [`Outcome::Panicked`], then
+//!   the panic resumes. Without `std`, the panic unwinds through `poll` and exit does not run.
+//!   Every panic case is in the table under [`WithFuture`'s `# Panics`](WithFuture#panics).
+//! - **The future is dropped** (cancelled: a `select!`, a timeout, an aborted task): `Drop`
+//!   cannot await, so a future dropped mid-body drops the body's future, then hands the
+//!   resource to the synchronous [`AsyncExit::cancel`] instead of running exit. What each
+//!   phase does, and why Rust cannot await there as Python does:
+//!   [`WithFuture`'s `# Cancellation`](WithFuture#cancellation).
+//!
+//! # The pieces
+//!
+//! | item | what it is |
+//! |---|---|
+//! | [`with`], [`AsyncEnter::with`] | enter, body, exit; they return a [`WithFuture`] |
+//! | [`WithFuture`] | the future: nameable in struct fields, trait methods and generic code; a [`FusedFuture`] |
+//! | [`AsyncEnter`] | a manager: [`enter`](AsyncEnter::enter) yields the resource and an exit handle |
+//! | [`AsyncExit`] | an exit handle: [`exit`](AsyncExit::exit) releases the resource, seeing the body's [`Outcome`]; [`cancel`](AsyncExit::cancel) is the synchronous release when the future is dropped |
+//! | [`from_fns`] | a manager from an async enter closure and an async exit closure (Python's `@asynccontextmanager`); [`FromFns::on_cancel`] adds a cancel hook. Its parts: [`FromFns`], [`FromFnsEnter`], [`FromFnsExit`], [`OnCancel`], [`CancelHook`] |
+//! | [`closing`] | Python's `aclosing`: exit calls an async close function on the value. Its parts: [`Closing`], [`ClosingExit`] |
+//! | [`null_context`] | Python's `nullcontext`: lends a value, does nothing on exit. Its parts: [`NullContext`], [`NoExit`] |
+//! | [`SendManager`] | one bound for a manager whose whole `with` is `Send`, for a library's return type: `impl SendManager<Resource = R, Error = X> + use<>` |
+//! | [`Body`] | names a body's future: `impl for<'r> Body<'r, R, Ok = T, Err = E>` for a closure body |
+//! | [`BodyOutput`], [`Value`] | what a body may return: `Result<T, E>`, `()` or `Value(t)` |
+//! | [`Outcome`], [`Failure`], [`Status`] | how the body ended, as exit sees it; [`Failure`] lends the body's error (`{:?}`, downcast) |
+//! | [`Error`] | the error of a `with`: [`Enter`](Error::Enter), [`Body`](Error::Body), [`Exit`](Error::Exit) or [`BodyAndExit`](Error::BodyAndExit); [`collapse`](Error::collapse) gives one error of your type |
+//! | [`group`]: [`GroupError`], [`Fault`] | tuples and arrays of managers, entered as one; the group's error keeps every member's failure |
+//! | [`ExitStack`], [`SendExitStack`], [`CloseErrors`] | (feature `alloc`) managers entered at run time and exited together, Python's `AsyncExitStack`; the rest is in [`stack`] |
+//! | [`FusedFuture`] | re-exported from `futures-core`, for `is_terminated` without another dependency |
+//!
+//! **Errors.** Every failure is kept. Where you want one error of your own type, "collapse"
+//! is the verb: [`Error::collapse`], [`Error::collapse_group`], [`Error::collapse_nested`],
+//! [`GroupError::collapse`] and [`CloseErrors::collapse`] keep the first failure, converted
+//! with `Into`, and drop the others.
+//!
+//! **Several managers.** A tuple `(A, B, ..)` of managers, or an array `[M; N]`, is a
+//! manager, and the body gets the tuple (array) of resources. The rules are those of nested
+//! `with`s, with no allocation; the [`group`] module has them and an example. Managers that
+//! depend on each other (a transaction made from a connection) nest two `with`s.
+//!
+//! **Managers known only at run time.** With the `alloc` feature, an [`ExitStack`] enters
+//! managers one by one ([`ExitStack::enter_context`]), adopts values with an async close,
+//! defers async closures, and closes them all in reverse order. It is a manager itself.
+//!
+//! **Writing a manager.** Build it from two async closures with [`from_fns`], or implement
+//! [`AsyncEnter`] and [`AsyncExit`] by hand with named, poll-based futures, as an embedded HAL
+//! would (the example on [`AsyncEnter`]).
+//!
+//! # Feature flags
+//!
+//! - `std` (default): a panicking body still runs exit, with [`Outcome::Panicked`], and then
+//!   the panic resumes. Implies `alloc`.
+//! - `alloc`: the exit stack, [`ExitStack`] and the [`stack`] module. Needs an allocator, not
+//!   `std`.
+//! - With neither (`default-features = false`), nothing needs `std` or an allocator, and
+//!   nothing allocates: [`with`], the managers and the groups all work. A panic in the body
+//!   unwinds through `poll` without running exit.
+//!
+//! ```toml
+//! [dependencies]
+//! async-with = { version = "0.1", default-features = false } # firmware, Embassy
+//! ```
+//!
+//! The minimum Rust version is 1.85 (async closures, edition 2024).
+//!
+// Links to the exit stack resolve only with `alloc`; without it they point at the features.
+#![cfg_attr(
+    feature = "alloc",
+    doc = "[`ExitStack`]: crate::ExitStack\n[`SendExitStack`]: crate::SendExitStack\n[`CloseErrors`]: crate::CloseErrors\n[`CloseErrors::collapse`]: crate::CloseErrors::collapse\n[`ExitStack::enter_context`]: crate::ExitStack::enter_context\n[`stack`]: crate::stack"
+)]
+#![cfg_attr(
+    not(feature = "alloc"),
+    doc = "[`ExitStack`]: #feature-flags\n[`SendExitStack`]: #feature-flags\n[`CloseErrors`]: #feature-flags\n[`CloseErrors::collapse`]: #feature-flags\n[`ExitStack::enter_context`]: #feature-flags\n[`stack`]: #feature-flags"
+)]
 #![no_std]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(
@@ -50,3 +212,8 @@ pub use crate::with::{WithFuture, with};
 /// Re-exported from `futures-core`, so that `is_terminated` can be called without adding that
 /// crate: `use async_with::FusedFuture;`.
 pub use futures_core::FusedFuture;
+
+// The README's code blocks are compiled and run as doctests too.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme {}

@@ -609,6 +609,47 @@ fn s3_body_destructor_panic_during_drop_still_cancels() {
     );
 }
 
+/// An enter future that is ready with a counted resource at once and panics when dropped.
+struct EnterPanicsOnDrop<'a>(Option<Counted<'a>>);
+
+impl<'a> Future for EnterPanicsOnDrop<'a> {
+    type Output = Result<Counted<'a>, Fail>;
+
+    fn poll(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Self::Output> {
+        Poll::Ready(Ok(self.0.take().expect("polled once")))
+    }
+}
+
+impl Drop for EnterPanicsOnDrop<'_> {
+    fn drop(&mut self) {
+        std::panic::panic_any(Payload(8))
+    }
+}
+
+/// The enter future's destructor panics just after it produced the resource: the panic
+/// propagates, the body and exit do not run, and the resource still goes to `cancel`, once.
+#[test]
+fn s3_enter_destructor_panic_still_cancels_the_resource() {
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+
+    let (drops, cancels, bodies) = (Cell::new(0), Cell::new(0), Cell::new(0));
+    let manager = from_fns(
+        || EnterPanicsOnDrop(Some(Counted(&drops))),
+        |_: Counted<'_>, _: Status| ready(Ok(())),
+    )
+    .on_cancel(|_: Counted<'_>| cancels.set(cancels.get() + 1));
+    let mut future = Box::pin(with(manager, async |_| bodies.set(1)));
+    let caught = catch_unwind(AssertUnwindSafe(|| support::poll_once(future.as_mut())));
+    assert_eq!(
+        caught.unwrap_err().downcast_ref::<Payload>(),
+        Some(&Payload(8))
+    );
+    assert_eq!((cancels.get(), drops.get(), bodies.get()), (1, 1, 0));
+    assert!(future.is_terminated());
+    drop(future);
+    assert_eq!((cancels.get(), drops.get()), (1, 1), "nothing runs twice");
+}
+
 /// Without `std` a body panic is not caught: it unwinds through `poll`, exit does not run, and
 /// dropping the future afterwards cancels the resource (documented under `# Panics`).
 #[cfg(not(feature = "std"))]

@@ -122,10 +122,11 @@ pub trait AsyncEnter {
 ///
 /// It consumes the resource `R` and releases it, knowing how the body ended (Python's
 /// `__aexit__`). Exactly one of [`exit`](AsyncExit::exit) and [`cancel`](AsyncExit::cancel)
-/// runs for every successful enter (unless a destructor panics on the way, or the future is
-/// leaked): `exit` when the body finished (successfully, with an error,
-/// or — with the `std` feature — by panicking), `cancel` when the [`WithFuture`] was dropped
-/// while the body was running.
+/// runs for every successful enter, unless the future is leaked or a panic ends it on the way
+/// (the rows of [`WithFuture`]'s `# Panics` table): `exit` when the body finished
+/// (successfully, with an error, or — with the `std` feature — by panicking), `cancel` when
+/// the [`WithFuture`] was dropped while the body was running, or when a destructor panicked
+/// between enter and exit.
 ///
 /// `exit` sees the body's [`Outcome`] only while it creates the exit future: the future itself
 /// cannot borrow the outcome, so whatever it needs (commit or roll back, a log line) is decided
@@ -140,12 +141,14 @@ pub trait AsyncExit<R> {
     /// Starts releasing `resource` after the body ended with `outcome`.
     fn exit(self, resource: R, outcome: Outcome<'_>) -> Self::Future;
 
-    /// Releases `resource` synchronously because the body was cancelled (its future dropped).
+    /// Releases `resource` synchronously because the body was cancelled: the [`WithFuture`]
+    /// (or the group or stack holding this entry) was dropped before exit could run.
     ///
-    /// Rust cancels a future by dropping it, and `Drop` cannot await, so no asynchronous
-    /// cleanup can run here: this is the place for a synchronous best effort (stop a DMA
-    /// channel, mark a connection broken, roll back locally). The default drops the resource.
-    /// See [`WithFuture`]'s `# Cancellation` section.
+    /// It is called from a destructor, which cannot await: this is the place for a
+    /// synchronous best effort (stop a DMA channel, mark a connection broken, roll back
+    /// locally). The default drops the resource. What each phase runs when dropped, and why
+    /// Rust cannot await here as Python does: [`WithFuture`'s
+    /// `# Cancellation`](WithFuture#cancellation).
     fn cancel(self, resource: R)
     where
         Self: Sized,

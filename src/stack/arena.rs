@@ -1,7 +1,8 @@
 //! The exit stack's entries: heap cells that never move, each lending its resource while the
 //! stack lives.
 //!
-//! This module and `lend.rs` hold the crate's only `unsafe` code. An [`Arena`] owns a list of
+//! This module and `with/lend.rs` hold the crate's only `unsafe` code (the crate root denies
+//! `unsafe_code`; each of the two allows it for itself). An [`Arena`] owns a list of
 //! boxed entries (type-erased as `D`, a `dyn` entry trait) and hands out `&mut` to the
 //! resource inside an entry from `&self`, the way typed-arena and bumpalo hand out `&mut T`
 //! from `&Arena`. Its invariants:

@@ -35,6 +35,13 @@ use crate::output::BodyOutput;
 /// where `X` is the manager's error. The returned [`WithFuture`] resolves to `Ok` when enter,
 /// body and exit all succeed, and to an [`Error`] that keeps every failure otherwise.
 ///
+/// The future's lifetime `'a` is inferred. It bounds how long the future may live: the
+/// resource type must outlive it, and it is the lifetime given to the body's borrow of the
+/// resource. To spawn the future (`tokio::spawn`), `'a` must be `'static`, so the manager,
+/// the resource and the body must borrow nothing; see
+/// [`WithFuture`'s `'a`](WithFuture#the-lifetime-a). What dropping the future does is in
+/// [`WithFuture`'s `# Cancellation`](WithFuture#cancellation).
+///
 /// # Examples
 ///
 /// ```
@@ -224,53 +231,83 @@ where
 pin_project! {
     /// Future for [`with`] and [`AsyncEnter::with`]: enter, then body, then exit.
     ///
-    /// It resolves to `Result<T, Error<M::Error, E>>` where the body returns `Result<T, E>`.
-    /// A body returning `()` or [`Value(t)`](crate::Value) counts as `Ok(())` or `Ok(t)` with
-    /// `E` = [`Infallible`](core::convert::Infallible): the rows with `Err(e)` cannot happen,
-    /// and exit sees [`Outcome::Success`] (or [`Outcome::Panicked`]).
-    ///
-    /// | enter | body | exit | output |
-    /// |---|---|---|---|
-    /// | `Err(x)` | not run | not run | `Err(Error::Enter(x))` |
-    /// | `Ok` | `Ok(t)`, `()` or `Value(t)` | `Ok` | `Ok(t)` (`Ok(())` for `()`) |
-    /// | `Ok` | `Ok(t)`, `()` or `Value(t)` | `Err(x)` | `Err(Error::Exit(x))` (`t` is dropped) |
-    /// | `Ok` | `Err(e)` | `Ok` | `Err(Error::Body(e))` |
-    /// | `Ok` | `Err(e)` | `Err(x)` | `Err(Error::BodyAndExit { body: e, exit: x })` |
-    /// | `Ok` | panics (`std`) | runs with [`Outcome::Panicked`] | the panic resumes |
-    /// | `Ok` | panics (no `std`) | not run; `cancel` if the future is then dropped | the panic unwinds through `poll` |
-    /// | `Ok` | future dropped mid-body | not run; [`AsyncExit::cancel`] runs | none (cancelled) |
-    ///
-    /// Each phase's future is dropped as soon as it completes, before the next phase starts,
-    /// and the body's future is always dropped before the resource it borrows. Nothing happens
-    /// until the first poll: [`AsyncEnter::enter`] is called then.
-    ///
-    /// # Cancellation
-    ///
-    /// Rust cancels a future by dropping it, and `Drop` is synchronous: no asynchronous exit
-    /// can run at that point. What happens depends on the phase the future is in when dropped:
-    ///
-    /// - **During enter**: the enter future is dropped. No resource was produced, so there is
-    ///   nothing to exit; the enter future's own `Drop` cleans up what it had started.
-    /// - **During the body**: the body future is dropped first, while the resource is still
-    ///   alive; then the resource goes to the exit handle's synchronous
-    ///   [`AsyncExit::cancel`] (by default: dropped), exactly once. [`AsyncExit::exit`] does
-    ///   not run.
-    /// - **During exit**: the exit future is dropped; its own `Drop` cleans up.
-    ///
-    /// Python delivers cancellation into the body as an exception, so `__aexit__` still runs
-    /// and may await; Trio can even shield that cleanup from further cancellation. Both rely on
-    /// a runtime that can resume a cancelled task. A Rust future that is dropped never runs
-    /// again, so the only code that can react is synchronous. If a resource needs an
-    /// asynchronous release on every path, keep the task alive (e.g. cancel through a signal
-    /// the body observes, and return `Err`), or make `cancel` hand the resource to something
-    /// that will close it later.
-    ///
-    /// Not even `cancel` runs if the future is leaked (`mem::forget`, a reference cycle, a task
-    /// that is never dropped): no Rust type can promise cleanup then.
-    ///
     // One block comment, not `///` lines: pin-project-lite parses each attribute with one
-    // step of recursion, and a `///` line per line of these examples would exceed its limit.
+    // step of recursion, and a `///` line per line of these docs would exceed its limit.
     /**
+    It resolves to `Result<T, Error<M::Error, E>>` where the body returns `Result<T, E>`.
+    A body returning `()` or [`Value(t)`](crate::Value) counts as `Ok(())` or `Ok(t)` with
+    `E` = [`Infallible`](core::convert::Infallible): the rows with `Err(e)` cannot happen,
+    and exit sees [`Outcome::Success`] (or [`Outcome::Panicked`]).
+
+    | enter | body | exit | output |
+    |---|---|---|---|
+    | `Err(x)` | not run | not run | `Err(Error::Enter(x))` |
+    | `Ok` | `Ok(t)`, `()` or `Value(t)` | `Ok` | `Ok(t)` (`Ok(())` for `()`) |
+    | `Ok` | `Ok(t)`, `()` or `Value(t)` | `Err(x)` | `Err(Error::Exit(x))` (`t` is dropped) |
+    | `Ok` | `Err(e)` | `Ok` | `Err(Error::Body(e))` |
+    | `Ok` | `Err(e)` | `Err(x)` | `Err(Error::BodyAndExit { body: e, exit: x })` |
+    | `Ok` | panics (`std`) | runs with [`Outcome::Panicked`] | the panic resumes |
+    | `Ok` | panics (no `std`) | not run; `cancel` if the future is then dropped | the panic unwinds through `poll` |
+    | `Ok` | future dropped mid-body | not run; [`AsyncExit::cancel`] runs | none (cancelled) |
+
+    Each phase's future is dropped as soon as it completes, before the next phase starts,
+    and the body's future is always dropped before the resource it borrows. Nothing happens
+    until the first poll: [`AsyncEnter::enter`] is called then. Dropping the future is
+    cancellation ([below](#cancellation)); what each panic does is under [Panics](#panics).
+
+    # Cancellation
+
+    Rust cancels a future by dropping it: a `select!` took another branch, a timeout fired,
+    the task was aborted. `Drop` is synchronous, so no asynchronous exit can be awaited then.
+    What dropping a `WithFuture` does depends on its phase:
+
+    | dropped | what runs |
+    |---|---|
+    | before the first poll | nothing: [`AsyncEnter::enter`] was never called; the manager and the body are dropped |
+    | during enter | the enter future is dropped, and its own `Drop` undoes what it had started. No resource exists, so nothing exits |
+    | during the body | the body future is dropped first, while the resource is still alive. Then the resource goes to the exit handle's synchronous [`AsyncExit::cancel`] (by default it is dropped), exactly once. [`AsyncExit::exit`] does not run |
+    | during exit | the exit future is dropped, and its own `Drop` cleans up. `cancel` does not run: exit has the resource. The body's value or error is dropped; with `std`, so is a caught panic, which then does not resume |
+    | after `Ready` | nothing more |
+
+    So after a successful enter, exactly one of `exit` and `cancel` is called, unless the
+    future is leaked (below).
+
+    Several managers follow the same rule, member by member. A tuple or an array drops the
+    running phase's future, then calls `cancel` on every member entered and not yet exited,
+    right to left (see [`group`](crate::group)). An `ExitStack` (feature `alloc`) dropped
+    unclosed or mid-close cancels its entries newest first (see its own `# Cancellation`
+    section).
+
+    **Why not as in Python.** Python raises `CancelledError` inside the body, so `__aexit__`
+    still runs and can await; Trio can also shield that cleanup from a second cancellation.
+    Both can do this because their runtime resumes the cancelled task to unwind it. A dropped
+    Rust future is never polled again, so only synchronous code can react.
+
+    **What to do.** Put the synchronous part of the cleanup in `cancel` (stop a DMA channel,
+    deassert a chip select, mark a connection as broken), or give
+    [`from_fns`](crate::from_fns) a hook with [`FromFns::on_cancel`](crate::FromFns::on_cancel).
+    If the release must be asynchronous on every path, do not cancel by dropping: signal the
+    body to stop (a flag or a channel it watches) and let it return `Err`, so that exit runs
+    and is awaited. Or let `cancel` hand the resource to something that closes it later.
+
+    **Leaks.** A future that is leaked (`mem::forget`, a reference cycle, a task that is never
+    polled again and never dropped) runs neither `exit` nor `cancel`. No Rust type can promise
+    cleanup then.
+
+    # The lifetime `'a`
+
+    `'a` bounds how long the future may live: a `WithFuture<'a, M, B>` cannot outlive `'a`,
+    and the resource type must outlive it (`M::Resource: 'a`). It is the lifetime that the
+    body's borrow of the resource is given in the type of the body's future
+    (`B: Body<'a, M::Resource>`). The borrow itself ends when the body's future is dropped,
+    before exit takes the resource; the body cannot return anything that borrows the resource.
+
+    [`with`] infers `'a`; it is written only where the type is named. A future that is
+    spawned (`tokio::spawn`) or kept in a `static` must be `'static`, and so must `'a`: a
+    `WithFuture<'static, M, B>`, whose manager, resource and body borrow nothing. A future
+    returned from a method that borrows `self` is a `WithFuture<'_, ..>`, as in the trait
+    method below.
+
     # Examples
 
     Most code just `.await`s it. The type has a name, though, so it can be kept in a struct,
@@ -398,39 +435,50 @@ pin_project! {
     the compiler then cannot choose between the two (E0283). The higher-ranked bound
     already covers `'a`.
 
+    # Panics
+
+    Polling again after it returned `Ready` panics with "`WithFuture` polled after
+    completion".
+
+    For a panic anywhere else, the table below says what runs and what state the future is
+    left in. Its last column uses two states:
+
+    - **finished**: `is_terminated` is true; polling again panics with "`WithFuture` polled
+      after completion"; dropping runs nothing more.
+    - **mid-body**: the resource is still inside, with no body future. Polling again panics
+      with "`WithFuture` polled again after a panic escaped an earlier `poll`"; with `std`,
+      that panic counts as the body's: exit runs with [`Outcome::Panicked`], then the panic
+      resumes, and the future is finished. Dropping it runs `cancel` on the resource.
+
+    | the panic is in | what runs | the future is then |
+    |---|---|---|
+    | [`AsyncEnter::enter`], the method (called on the first poll) | no exit, no `cancel`: no resource exists. The manager (moved into the call) and the body closure are dropped | finished |
+    | the enter future's `poll` | no exit, no `cancel` | entering: polling again polls the enter future again (an `async` block's future then panics with "`async fn` resumed after panicking"); dropping drops it and the body closure |
+    | the body closure or the body future (its `poll`, or its destructor when it completes), with `std` | the panic is caught; the body future, if any, is dropped; exit runs with [`Outcome::Panicked`] and is awaited; then the panic resumes with its original payload. An exit error is dropped: the panic is the more severe failure. If the future is dropped while that exit runs, the payload is dropped with it and the panic does not resume | finished |
+    | the body future's destructor, after the body panicked, with `std` | this second panic escapes `poll` before exit runs; the first payload is dropped | mid-body |
+    | the body closure or the body future (its `poll`, or its destructor when it completes), without `std` | nothing: the panic unwinds through `poll`, and exit does not run | mid-body; but if the body future's `poll` panicked, that future is still there: polling again polls it again (an async closure's future then panics with "`async fn` resumed after panicking"), and dropping drops it before `cancel` |
+    | the body future's destructor, while the `WithFuture` is dropped mid-body (with or without `std`) | the body future is dropped and its panic propagates; on the way, `cancel` still runs on the resource. A panic inside that `cancel` aborts the process, as any panic during unwinding does | gone |
+    | [`AsyncExit::exit`], the method (called when the body has ended) | no `cancel`: the resource and the exit handle were moved into the call. The body's value or error is dropped; after a body panic (`std`), its payload is dropped and this panic propagates instead | finished |
+    | the exit future's `poll` | no `cancel` | exiting: polling again polls the exit future again (an `async` block's future then panics, as above); dropping drops it and the body's value, error or payload |
+    | the enter future's destructor, when enter has finished | exit does not run; the resource it produced goes to `cancel` while unwinding (as in the row for the body future's destructor) | finished |
+    | the exit future's destructor, when exit has finished | its result and the body's value, error or payload are dropped while unwinding | finished |
+    | [`AsyncExit::cancel`] (called while the `WithFuture` is dropped mid-body) | the panic propagates out of the drop; the resource and the exit handle were moved into `cancel` | gone |
+
+    Where panics abort (`panic = "abort"`, as on the Cortex-M targets), none of this happens:
+    the first panic ends the program.
+
+    # Auto traits
+
+    `Send` when the manager, the exit handle, the resource, the body and its future, and
+    the enter, body and exit futures, and the outputs are; it never requires `Sync` of them.
+    It is never `Sync` itself: nothing needs a shared reference to a future, and this way
+    the auto trait does not change when some crate in the build turns on `std` (whose
+    caught panic payload is only `Send`).
+
+    It is `!Unpin`: the body's future borrows the resource stored inside this future, so it
+    must not move once polled. Pin it (`core::pin::pin!`, `Box::pin`) or `.await` it, as
+    any async block.
     */
-    /// # Panics
-    ///
-    /// Polling again after it returned `Ready` panics.
-    ///
-    /// With the `std` feature, a panic in the body is caught, exit runs with
-    /// [`Outcome::Panicked`], and then the panic resumes with its original payload — even if
-    /// exit failed, whose error is then dropped (the panic is the more severe failure). If the
-    /// future is dropped while that exit runs, the payload is dropped with it and the panic
-    /// does not resume: dropping is cancellation.
-    ///
-    /// A panic in enter or exit, or in the body without `std`, unwinds through `poll` and
-    /// leaves the future finished or mid-phase; if it is then dropped mid-body, `cancel` runs
-    /// as for any drop. A panic in [`AsyncEnter::enter`] or [`AsyncExit::exit`] themselves
-    /// (not their futures) leaves it finished: `is_terminated` is true, and another poll
-    /// panics as after completion. With `std`, if the body panics and its future's destructor
-    /// panics too, that second panic escapes `poll` before exit can run; dropping the future
-    /// then runs `cancel`. If the body future's destructor panics while the `WithFuture` itself
-    /// is dropped mid-body (with or without `std`), that panic propagates and the resource and
-    /// exit handle are leaked: neither `cancel` nor their destructors run. Polling again after
-    /// a panic escaped `poll` mid-body panics.
-    ///
-    /// # Auto traits
-    ///
-    /// `Send` when the manager, the exit handle, the resource, the body and its future, and
-    /// the enter, body and exit futures, and the outputs are; it never requires `Sync` of them.
-    /// It is never `Sync` itself: nothing needs a shared reference to a future, and this way
-    /// the auto trait does not change when some crate in the build turns on `std` (whose
-    /// caught panic payload is only `Send`).
-    ///
-    /// It is `!Unpin`: the body's future borrows the resource stored inside this future, so it
-    /// must not move once polled. Pin it (`core::pin::pin!`, `Box::pin`) or `.await` it, as
-    /// any async block.
     #[must_use = "futures do nothing unless you `.await` or poll them"]
     pub struct WithFuture<'a, M, B>
     where
@@ -462,6 +510,13 @@ pin_project! {
                 }
             }
         }
+    }
+}
+
+/// `cancel` for what an enter future produced, if it produced a resource.
+fn cancel_entered<M: AsyncEnter>(entered: Result<(M::Resource, M::Exit), M::Error>) {
+    if let Ok((resource, exit)) = entered {
+        exit.cancel(resource);
     }
 }
 
@@ -558,14 +613,16 @@ where
         // the same panic catch as the body future's first poll).
         let mut body = None;
         if let StateProj::Enter { future, .. } = state.as_mut().project() {
-            let entered = ready!(future.poll(cx));
+            // Should the enter future's destructor panic (it is dropped in `project_replace`),
+            // the resource it produced still gets `cancel` while unwinding.
+            let entered = OnUnwind::new(ready!(future.poll(cx)), cancel_entered::<M>);
             let StateReplace::Enter {
                 body: entered_body, ..
             } = state.as_mut().project_replace(State::Done)
             else {
                 unreachable_phase()
             };
-            let (resource, exit) = match entered {
+            let (resource, exit) = match entered.defuse() {
                 Ok(entered) => entered,
                 Err(error) => return Poll::Ready(Err(Error::Enter(error))),
             };
