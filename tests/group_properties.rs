@@ -96,9 +96,14 @@ use proptest::prelude::*;
 enum End {
     Ok,
     Err,
-    /// Only the body, only with feature `std`.
+    /// The body's future panics. Only the body, only with feature `std`.
     #[cfg_attr(not(feature = "std"), allow(dead_code))]
     Panic,
+    /// The manager's `enter()` or `exit()` *method* panics (with a [`MethodBoom`]) before it
+    /// returns its future, so the plan's `Pending`s never happen. Only managers, only with
+    /// feature `std`.
+    #[cfg_attr(not(feature = "std"), allow(dead_code))]
+    MethodPanic,
 }
 
 /// One phase: `Pending` `pendings` times, then `end`.
@@ -221,6 +226,10 @@ enum Ev {
     ExitEnd(u8, bool),
     /// `AsyncExit::cancel` was called, with how often the body had touched the resource.
     Cancel(u8, u32),
+    /// The manager's `enter()` (`Phase::Enter`) or `exit()` (`Phase::Exit`, after its
+    /// `ExitStart`) method is about to panic with a [`MethodBoom`]. Its `exit()` drops the
+    /// resource and the exit handle first (logged), then panics.
+    MethodPanic(u8, Phase),
     Dropped(Who, Thing),
     /// A fixture saw something that must not happen.
     Violation(String),
@@ -327,6 +336,13 @@ impl Debug for Tracked {
 /// The payload of the body's panic.
 #[derive(Debug)]
 struct Boom;
+
+/// The payload of a panic inside a manager's `enter()` or `exit()` method.
+#[derive(Debug, PartialEq, Eq)]
+struct MethodBoom {
+    who: u8,
+    phase: Phase,
+}
 
 // ---------------------------------------------------------------------------------------------
 // What an exit sees: the leaf error, found by downcasting
@@ -467,6 +483,14 @@ impl<const K: usize, S: Sees> AsyncEnter for Mgr<K, S> {
 
     fn enter(self) -> EnterFut<K, S> {
         self.shared.push(Ev::EnterStart(self.who));
+        if self.plan.enter.end == End::MethodPanic {
+            self.shared.push(Ev::MethodPanic(self.who, Phase::Enter));
+            // `self` (the manager) is dropped as the panic unwinds.
+            std::panic::panic_any(MethodBoom {
+                who: self.who,
+                phase: Phase::Enter,
+            });
+        }
         EnterFut {
             _tracked: Tracked::new(&self.shared, Who::M(self.who), Thing::EnterFuture),
             step: Step::new(
@@ -565,6 +589,17 @@ impl<const K: usize, S: Sees> AsyncExit<Res> for MgrExit<K, S> {
         }
         self.shared
             .push(Ev::ExitStart(self.who, seen, resource.touched));
+        if self.plan.end == End::MethodPanic {
+            let (shared, who) = (self.shared.clone(), self.who);
+            shared.push(Ev::MethodPanic(who, Phase::Exit));
+            // What was moved in goes with the panic: dropped here, in a fixed order.
+            drop(resource);
+            drop(self);
+            std::panic::panic_any(MethodBoom {
+                who,
+                phase: Phase::Exit,
+            });
+        }
         ExitFut {
             _tracked: Tracked::new(&self.shared, Who::M(self.who), Thing::ExitFuture),
             step: Step::new(&self.shared, Who::M(self.who), Phase::Exit, self.plan),
@@ -650,6 +685,7 @@ impl Future for BodyFut<'_> {
             End::Ok => Ok(Val(Tracked::new(shared, Who::Body, Thing::Value))),
             End::Err => Err(BodyErr(Tracked::new(shared, Who::Body, Thing::BodyError))),
             End::Panic => std::panic::panic_any(Boom),
+            End::MethodPanic => unreachable!("a body has no method to panic in"),
         })
     }
 }
@@ -908,6 +944,8 @@ enum Top {
     Ready(Out),
     /// The body's panic escaped.
     Panicked,
+    /// The panic of this manager's `enter()` or `exit()` method escaped (its payload).
+    MethodPanicked(u8, Phase),
     /// Dropped by the harness before it finished.
     Dropped,
 }
@@ -964,20 +1002,27 @@ fn drive<F: Future>(
                 driven.top = Top::Panicked;
                 break;
             }
-            Err(payload) => resume_unwind(payload),
+            Err(payload) => match payload.downcast::<MethodBoom>() {
+                // The future is dropped below, after the caught panic.
+                Ok(boom) => {
+                    driven.top = Top::MethodPanicked(boom.who, boom.phase);
+                    break;
+                }
+                Err(payload) => resume_unwind(payload),
+            },
         }
     }
     slot.set(None);
     driven
 }
 
-/// Silences the default panic hook for the body's planned panics (once per process).
+/// Silences the default panic hook for the planned panics (once per process).
 fn quiet_planned_panics() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let default = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            if !info.payload().is::<Boom>() {
+            if !info.payload().is::<Boom>() && !info.payload().is::<MethodBoom>() {
                 default(info);
             }
         }));
@@ -1175,8 +1220,14 @@ enum Flow {
     Panic,
 }
 
-/// The harness drops the outer future here.
-struct Stop;
+/// Where the model stops before the end.
+enum Stop {
+    /// The harness drops the outer future here.
+    Dropped,
+    /// This manager's `enter()` or `exit()` method panics: the panic escapes the poll, then
+    /// the harness drops the outer future, which cancels the others as a drop would.
+    Panic(u8, Phase),
+}
 
 struct Model<'s> {
     script: &'s Script,
@@ -1207,7 +1258,8 @@ impl Model<'_> {
             return (model.log, Top::Dropped, 0);
         }
         let top = match model.level(0) {
-            Err(Stop) => Top::Dropped,
+            Err(Stop::Dropped) => Top::Dropped,
+            Err(Stop::Panic(who, phase)) => Top::MethodPanicked(who, phase),
             Ok(Flow::Panic) => Top::Panicked,
             Ok(Flow::Ok) => Top::Ready(Out::Value),
             Ok(Flow::Fail(_)) => Top::Ready(Out::Failed {
@@ -1234,7 +1286,7 @@ impl Model<'_> {
             }
             self.push(Ev::Pending(who, phase));
             if Some(self.tick) == self.script.drop_after {
-                return Err(Stop);
+                return Err(Stop::Dropped);
             }
             self.tick += 1;
         }
@@ -1248,6 +1300,11 @@ impl Model<'_> {
         let m = Who::M(who);
 
         self.push(Ev::EnterStart(who));
+        if plan.enter.end == End::MethodPanic {
+            // Nothing was entered: nothing of this manager runs after its panic.
+            self.push(Ev::MethodPanic(who, Phase::Enter));
+            return Err(Stop::Panic(who, Phase::Enter));
+        }
         if let Err(stop) = self.pend(m, Phase::Enter, plan.enter.pendings) {
             self.push(Ev::Dropped(m, Thing::EnterFuture));
             return Err(stop);
@@ -1269,7 +1326,8 @@ impl Model<'_> {
             Ok(flow) => flow,
             Err(stop) => {
                 // Everything inside is gone (its running future dropped, its managers
-                // cancelled): this manager is cancelled now.
+                // cancelled; or it panicked in `enter()`/`exit()` and was dropped after the
+                // panic): this manager is cancelled now.
                 self.push(Ev::Cancel(who, self.touched));
                 self.push(Ev::Dropped(m, Thing::Resource));
                 self.push(Ev::Dropped(m, Thing::ExitHandle));
@@ -1283,6 +1341,13 @@ impl Model<'_> {
             Flow::Panic => Seen::Panicked,
         };
         self.push(Ev::ExitStart(who, seen, self.touched));
+        if plan.exit.end == End::MethodPanic {
+            // The resource went into `exit()`: neither its exit completes nor its cancel runs.
+            self.push(Ev::MethodPanic(who, Phase::Exit));
+            self.push(Ev::Dropped(m, Thing::Resource));
+            self.push(Ev::Dropped(m, Thing::ExitHandle));
+            return Err(Stop::Panic(who, Phase::Exit));
+        }
         self.push(Ev::Dropped(m, Thing::ExitHandle));
         if let Err(stop) = self.pend(m, Phase::Exit, plan.exit.pendings) {
             self.push(Ev::Dropped(m, Thing::ExitFuture));
@@ -1320,6 +1385,7 @@ impl Model<'_> {
                 Flow::Fail(BODY_ERR.into())
             }
             End::Panic => Flow::Panic,
+            End::MethodPanic => unreachable!("a body has no method to panic in"),
         })
     }
 }
@@ -1350,16 +1416,21 @@ fn invariants(log: &[Ev], n: usize, top: &Top, distinct: bool) -> Vec<String> {
     // What the next exit must see.
     let mut newest: Option<String> = None;
     let mut panicked = false;
+    // The manager whose `enter()` or `exit()` method panicked, and in which.
+    let mut method_panic: Option<(u8, Phase)> = None;
 
     for (at, ev) in log.iter().enumerate() {
-        // After the first cancel, only cancels and the drops of what they release.
-        if last_cancel.is_some()
+        // After the first cancel, or after a method's panic (which escapes the poll; then
+        // the harness drops the future), only cancels and the drops of what they release.
+        if (last_cancel.is_some() || method_panic.is_some())
             && !matches!(
                 ev,
                 Ev::Cancel(..) | Ev::Dropped(_, Thing::Resource | Thing::ExitHandle)
             )
         {
-            problems.push(format!("{ev:?} (event {at}) after the first cancel"));
+            problems.push(format!(
+                "{ev:?} (event {at}) after the first cancel or a method's panic"
+            ));
         }
         match ev {
             // Enter: left to right, once each, each after the previous one entered and its
@@ -1449,10 +1520,49 @@ fn invariants(log: &[Ev], n: usize, top: &Top, distinct: bool) -> Vec<String> {
                 }
                 life.resource_drops += 1;
             }
+            Ev::MethodPanic(i, phase) => {
+                if method_panic.is_some() {
+                    problems.push(format!("a second method panic: {ev:?}"));
+                }
+                method_panic = Some((*i, *phase));
+                let life = &lives[usize::from(*i)];
+                let started = match phase {
+                    // In `enter()`: nothing of it was entered.
+                    Phase::Enter => usize::from(*i) + 1 == starts && !life.entered,
+                    // In `exit()`: right after its `ExitStart`.
+                    _ => {
+                        life.exits == 1
+                            && matches!(log.get(at.wrapping_sub(1)), Some(Ev::ExitStart(j, ..)) if j == i)
+                    }
+                };
+                if !started {
+                    problems.push(format!("{ev:?} (event {at}) outside its method"));
+                }
+            }
             Ev::Violation(what) => problems.push(what.clone()),
             _ => {}
         }
+        // The panicking member itself: neither cancelled nor ended afterwards.
+        if let (Some((p, _)), Ev::Cancel(i, _) | Ev::EnterEnd(i, _) | Ev::ExitEnd(i, _)) =
+            (method_panic, ev)
+        {
+            if *i == p {
+                problems.push(format!(
+                    "{ev:?} (event {at}) after manager {p}'s method panicked"
+                ));
+            }
+        }
     }
+    // The payload that escaped is the one thrown, by the manager that panicked.
+    match (method_panic, top) {
+        (Some((i, phase)), Top::MethodPanicked(j, q)) if (i, phase) == (*j, *q) => {}
+        (None, Top::MethodPanicked(..)) | (Some(_), _) => problems.push(format!(
+            "method panic {method_panic:?} in the log, but the outcome is {top:?}"
+        )),
+        (None, _) => {}
+    }
+    // After a method's panic the future is dropped: as far as cancels go, that is an early drop.
+    let dropped = matches!(top, Top::Dropped | Top::MethodPanicked(..));
 
     // Exactly one of exit and cancel per manager that entered, each resource dropped once;
     // cancel only when dropped early.
@@ -1464,11 +1574,11 @@ fn invariants(log: &[Ev], n: usize, top: &Top, distinct: bool) -> Vec<String> {
                 life.entered, life.exits, life.cancels, life.resource_drops
             ));
         }
-        if life.entered && *top != Top::Dropped && life.exits != 1 {
+        if life.entered && !dropped && life.exits != 1 {
             problems.push(format!("manager {i}: ran to the end without its exit"));
         }
     }
-    if last_cancel.is_some() && *top != Top::Dropped {
+    if last_cancel.is_some() && !dropped {
         problems.push("cancel ran although the future was not dropped early".into());
     }
     problems
@@ -1506,12 +1616,17 @@ enum Depth {
 fn check(kind: Kind, script: &Script, depth: Depth) -> Result<(), String> {
     quiet_planned_panics();
     let n = script.managers.len();
-    let group = run_group(kind, script);
-    let nested = match depth {
-        Depth::Full => Some(run_nested(kind, script)),
-        Depth::GroupOnly => None,
-    };
     let (model_log, model_top, model_polls) = Model::run(script, kind.distinct());
+    let group = run_group(kind, script);
+    // A panic inside a member's `enter()`/`exit()` method has no nested equivalent: there the
+    // inner `with` runs inside the outer body, whose panic the outer `with` catches (exiting
+    // with `Panicked`), while the group lets it escape and cancels on drop (module docs).
+    let nested = match depth {
+        Depth::Full if !matches!(model_top, Top::MethodPanicked(..)) => {
+            Some(run_nested(kind, script))
+        }
+        Depth::Full | Depth::GroupOnly => None,
+    };
     let context = || {
         let nested = nested.as_ref().map_or(String::new(), |nested| {
             format!("\nnested: {:?}{}", nested.driven, lines(&nested.log))
@@ -1610,13 +1725,20 @@ fn config() -> ProptestConfig {
     config
 }
 
-/// A manager's phase: succeeds `ok` times out of `ok + 1`.
+/// A manager's phase: succeeds `ok` times out of `ok + 2` and fails twice (with `std`: fails
+/// once, and its method panics once).
 fn mgr_phase(ok: u32) -> impl Strategy<Value = Plan> {
-    (
-        0..=3_u8,
-        prop_oneof![ok => Just(End::Ok), 1 => Just(End::Err)],
-    )
-        .prop_map(|(pendings, end)| Plan { pendings, end })
+    (0..=3_u8, mgr_end(ok)).prop_map(|(pendings, end)| Plan { pendings, end })
+}
+
+#[cfg(feature = "std")]
+fn mgr_end(ok: u32) -> impl Strategy<Value = End> {
+    prop_oneof![ok => Just(End::Ok), 1 => Just(End::Err), 1 => Just(End::MethodPanic)]
+}
+
+#[cfg(not(feature = "std"))]
+fn mgr_end(ok: u32) -> impl Strategy<Value = End> {
+    prop_oneof![ok => Just(End::Ok), 2 => Just(End::Err)]
 }
 
 #[cfg(feature = "std")]
@@ -1680,17 +1802,19 @@ proptest! {
 }
 
 /// The phases a script runs, in order, with how each ends: the enters up to the first that
-/// fails, the body if all entered, the exits of those that entered, right to left.
+/// fails, the body if all entered, the exits of those that entered, right to left — up to
+/// the first method panic, after which nothing but cancels runs.
 fn phases(script: &Script) -> Vec<(Who, Phase, End)> {
     let mut phases = Vec::new();
     let mut entered = 0;
     for (i, plan) in script.managers.iter().enumerate() {
         let who = Who::M(u8::try_from(i).expect("few managers"));
         phases.push((who, Phase::Enter, plan.enter.end));
-        if plan.enter.end != End::Ok {
-            break;
+        match plan.enter.end {
+            End::Ok => entered += 1,
+            End::MethodPanic => return phases,
+            _ => break,
         }
-        entered += 1;
     }
     if entered == script.managers.len() {
         phases.push((Who::Body, Phase::Body, script.body.end));
@@ -1698,48 +1822,67 @@ fn phases(script: &Script) -> Vec<(Who, Phase, End)> {
     for (i, plan) in script.managers[..entered].iter().enumerate().rev() {
         let who = Who::M(u8::try_from(i).expect("few managers"));
         phases.push((who, Phase::Exit, plan.exit.end));
+        if plan.exit.end == End::MethodPanic {
+            break;
+        }
     }
     phases
 }
 
-/// Every failure combination for a pair and a triple — no failure, enter failing at each
-/// position, every subset of the entered managers' exits failing, and (when all entered) the
+/// Every way a pair and a triple can go — no failure; enter failing (with `std`: or its
+/// method panicking) at each position; every combination of the entered managers' exits
+/// succeeding, failing (with `std`: or their method panicking); and (when all entered) the
 /// body succeeding, failing or panicking with each of those — as a tuple and as an array:
 /// with one `Pending` per phase, dropped after every poll and run to the end; without
 /// `Pending`s, run to the end. Deterministic, so that Miri covers every path.
 ///
 /// With one `Pending` per phase, poll `k` ends phase `k - 1` and leaves phase `k` pending, so
 /// a script dropped after `d` polls runs alike for every combination whose first `d - 1`
-/// phases end alike: each such run is checked once.
+/// phases end alike: each such run is checked once. A method panic is always the last phase
+/// (nothing but cancels follows it) and returns no future to pend: it ends the run in the
+/// poll that calls it, so an earlier drop never reaches it, and the runs to the end are
+/// checked once each as well (the ends planned after a method panic never run).
 #[test]
 fn sweep() {
-    let body_ends: &[End] = if cfg!(feature = "std") {
+    let std = cfg!(feature = "std");
+    let body_ends: &[End] = if std {
         &[End::Ok, End::Err, End::Panic]
+    } else {
+        &[End::Ok, End::Err]
+    };
+    let mgr_ends: &[End] = if std {
+        &[End::Ok, End::Err, End::MethodPanic]
     } else {
         &[End::Ok, End::Err]
     };
     let mut scripts = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for n in [2, 3] {
-        for enter_fails in [None].into_iter().chain((0..n).map(Some)) {
-            let entered = enter_fails.unwrap_or(n);
-            let bodies = if enter_fails.is_none() {
+        // All enter, or manager `i` is the first whose enter does not succeed.
+        let enter_stops = (0..n).flat_map(|i| mgr_ends[1..].iter().map(move |&end| Some((i, end))));
+        for enter_stop in [None].into_iter().chain(enter_stops) {
+            let entered = enter_stop.map_or(n, |(i, _)| i);
+            let bodies = if enter_stop.is_none() {
                 body_ends
             } else {
                 &[End::Ok]
             };
-            for exits_fail in 0..1_u32 << entered {
+            // Every combination of the entered managers' exit ends, as a number in base
+            // `mgr_ends.len()`, one digit per manager.
+            let base = mgr_ends.len();
+            for exits in 0..base.pow(entered as u32) {
+                let exit_end = |i: usize| mgr_ends[exits / base.pow(i as u32) % base];
                 for &body in bodies {
                     for pendings in [1, 0] {
-                        let plan = |fails: bool| Plan {
-                            pendings,
-                            end: if fails { End::Err } else { End::Ok },
-                        };
+                        let plan = |end: End| Plan { pendings, end };
                         let mut script = Script {
                             managers: (0..n)
                                 .map(|i| MgrPlan {
-                                    enter: plan(enter_fails == Some(i)),
-                                    exit: plan(exits_fail >> i & 1 == 1),
+                                    enter: plan(match enter_stop {
+                                        Some((at, end)) if at == i => end,
+                                        _ => End::Ok,
+                                    }),
+                                    exit: plan(if i < entered { exit_end(i) } else { End::Ok }),
                                 })
                                 .collect(),
                             body: Plan {
@@ -1750,13 +1893,19 @@ fn sweep() {
                         };
                         let phases = phases(&script);
                         if pendings == 0 {
-                            scripts.push(script);
+                            if seen.insert((n, pendings, None, phases.clone())) {
+                                scripts.push(script);
+                            }
                             continue;
                         }
-                        let polls = phases.len() + 1;
+                        // A method that panics returns no future to pend: the run ends in
+                        // the poll that calls it.
+                        let method_panics = phases.last().is_some_and(|p| p.2 == End::MethodPanic);
+                        let polls = phases.len() + 1 - usize::from(method_panics);
                         for drop_after in (0..polls).map(Some).chain([None]) {
                             let ended = drop_after.map_or(phases.len(), |d| d.saturating_sub(1));
-                            if seen.insert((n, drop_after, phases[..ended].to_vec())) {
+                            let key = (n, pendings, drop_after, phases[..ended].to_vec());
+                            if seen.insert(key) {
                                 script.drop_after = drop_after.map(|d| d as u32);
                                 scripts.push(script.clone());
                             }
@@ -1779,6 +1928,6 @@ fn sweep() {
         }
     }
     // Guards against a sweep that silently shrinks.
-    let expected = if cfg!(feature = "std") { 136 } else { 102 };
+    let expected = if std { 216 } else { 102 };
     assert_eq!(scripts.len(), expected, "distinct scripts in the sweep");
 }
