@@ -2,16 +2,22 @@
 //!
 //! The crate's promise "every manager entered and not exited gets its `cancel`" has to hold
 //! while user code runs with entered managers held in locals (a group calling the next
-//! member's `enter()` or `exit()` method): should that code panic, the locals would be dropped
-//! without `cancel`. The guard holds them across the call instead. Where panics abort (the
-//! Cortex-M targets), it has no `Drop` and compiles to the value itself.
+//! member's `enter()` or `exit()` method, a future's destructor): should that code panic, the
+//! locals would be dropped without `cancel`. The guard holds them across the call instead.
+//! Where panics abort (the Cortex-M targets) it is the value itself, with no `Drop` and no tag:
+//! an `Option` there cost the firmware 244 bytes of flash at `opt-level = "z"` (copies).
+
+#[cfg(not(panic = "unwind"))]
+use core::marker::PhantomData;
 
 /// A value and what to do with it if the guard is dropped before [`defuse`](OnUnwind::defuse):
 /// which only happens while a panic unwinds, since every user defuses it on the normal path.
+#[cfg(panic = "unwind")]
 pub(crate) struct OnUnwind<T, F: FnOnce(T)> {
     armed: Option<(T, F)>,
 }
 
+#[cfg(panic = "unwind")]
 impl<T, F: FnOnce(T)> OnUnwind<T, F> {
     #[inline]
     pub(crate) fn new(value: T, on_unwind: F) -> Self {
@@ -48,8 +54,37 @@ impl<T, F: FnOnce(T)> Drop for OnUnwind<T, F> {
     }
 }
 
+#[cfg(panic = "unwind")]
 #[cold]
 #[inline(never)]
 fn defused() -> ! {
     unreachable!("an `OnUnwind` guard is defused once, by value")
+}
+
+/// Where panics abort, nothing unwinds past the guard: it is the value alone.
+#[cfg(not(panic = "unwind"))]
+pub(crate) struct OnUnwind<T, F: FnOnce(T)> {
+    value: T,
+    _on_unwind: PhantomData<F>,
+}
+
+#[cfg(not(panic = "unwind"))]
+impl<T, F: FnOnce(T)> OnUnwind<T, F> {
+    #[inline(always)]
+    pub(crate) fn new(value: T, _on_unwind: F) -> Self {
+        OnUnwind {
+            value,
+            _on_unwind: PhantomData,
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) fn get(&mut self) -> &mut T {
+        &mut self.value
+    }
+
+    #[inline(always)]
+    pub(crate) fn defuse(self) -> T {
+        self.value
+    }
 }

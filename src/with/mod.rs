@@ -270,7 +270,8 @@ pin_project! {
     | after `Ready` | nothing more |
 
     So after a successful enter, exactly one of `exit` and `cancel` is called, unless the
-    future is leaked (below).
+    future is leaked (below) or a panic in the manager's own code ends it on the way (the
+    [Panics](#panics) table says which).
 
     Several managers follow the same rule, member by member. A tuple or an array drops the
     running phase's future, then calls `cancel` on every member entered and not yet exited,
