@@ -504,11 +504,8 @@ pin_project! {
                 // its destructor panic, the resource is still in place: the guard takes it
                 // while unwinding, and it gets `cancel` all the same.
                 let mut lend = OnUnwind::new(lend, cancel_lent::<M, B>);
-                let taken = lend.get().as_mut().take();
+                cancel_lent::<M, B>(lend.get().as_mut());
                 let _ = lend.defuse();
-                if let Some((resource, exit)) = taken {
-                    exit.cancel(resource);
-                }
             }
         }
     }
