@@ -5,37 +5,84 @@
 //! `unsafe_code`; each of the two allows it for itself). An [`Arena`] owns a list of
 //! boxed entries (type-erased as `D`, a `dyn` entry trait) and hands out `&mut` to the
 //! resource inside an entry from `&self`, the way typed-arena and bumpalo hand out `&mut T`
-//! from `&Arena`. Its invariants:
+//! from `&Arena`. The list is intrusive and last-in-first-out: each entry's box, a [`Node`],
+//! holds a [`Link`] to the entry pushed before it, and the arena holds the newest link. A
+//! push from `&self` is one compare-and-swap of that head (a `Cell` write where the target has
+//! no compare-and-swap, and the arena is then `!Sync`): no lock, so no thread or interrupt
+//! handler ever waits for another, and no list to grow, so one allocation per entry. Its
+//! invariants:
 //!
-//! 1. Every entry is a heap allocation made by `Box`, kept as a raw pointer (never as a `Box`,
-//!    whose moves would assert uniqueness over the allocation while a lent `&mut` points into
-//!    it), and freed only by [`Arena::pop`] or `Drop`, through `Box::from_raw`, once.
-//! 2. An entry never moves: the list holds pointers, and the list's own reallocation moves
-//!    only those pointers. So an entry may be pinned, and a resource lent from it stays valid
-//!    until the entry is freed.
+//! 1. Every entry is a heap allocation made by `Box` (a `Node`), kept as a raw pointer (never
+//!    as a `Box`, whose moves would assert uniqueness over the allocation while a lent `&mut`
+//!    points into it), and freed only by [`Arena::pop`] (also from `Drop`), through
+//!    `Box::from_raw`, once: `pop` unlinks it first.
+//! 2. An entry never moves: the list is made of pointers between the boxes. So an entry may
+//!    be pinned, and a resource lent from it stays valid until the entry is freed.
 //! 3. A lent `&'s mut R` borrows the arena for `'s` (it comes from [`Arena::push`], which
 //!    takes `&'s self`). Everything that reaches an entry after it was pushed — [`Arena::top`],
 //!    [`Arena::pop`], [`Arena::take`] and `Drop` — takes `&mut self` or `self`, so the borrow
 //!    checker ends every lent reference before an entry is touched again or freed.
-//! 4. `&self` methods change only the list of pointers, never an entry, and never hold a
-//!    reference into the list across a call to user code (none is made while the list is
-//!    borrowed). Two threads sharing `&Arena` are kept apart by [`Lock`]: on targets with
-//!    compare-and-swap a spin lock on an atomic flag (the second thread waits for the first);
-//!    elsewhere a `Cell`, which makes the arena `!Sync`, and a re-entrant use panics.
+//! 4. `&self` methods touch only the head, the count and the `Link` of a node that is not yet
+//!    published (the pushing thread's own), never an entry already in the list, and no
+//!    reference to a `Link` or an entry is made for them. A node is published by the
+//!    compare-and-swap that makes it the head (`Release`); whoever reads it later through
+//!    `&mut self` has synchronised with that (the `&mut` itself was handed over with `Acquire`
+//!    or by a join). The lent `&mut R` covers only the entry, never its `Link`.
 //! 5. `Arena<D>` is `Send` and `Sync` only when `D` is `Send`: its entries are created on the
 //!    thread that pushes them and dropped on the one that closes the stack.
 
 use alloc::boxed::Box;
-use alloc::vec::Vec;
-use core::cell::UnsafeCell;
 use core::marker::PhantomData;
+use core::mem::MaybeUninit;
 use core::pin::Pin;
-use core::ptr::NonNull;
+use core::ptr::{self, NonNull};
+
+/// One entry's box: the link to the entry pushed before it, then the entry `E` — last, and
+/// the only field that names `E`, so that a `Node<D, E>` unsizes to a `Node<D>` (`E` erased to
+/// the `dyn` entry type `D`).
+#[repr(C)]
+pub struct Node<D: ?Sized, E: ?Sized = D> {
+    link: Link<D>,
+    entry: E,
+}
+
+/// The list's pointers, at the start of every node: the node pushed before this one (null for
+/// the oldest) and this node itself, type-erased (a fat pointer, which an atomic cannot hold,
+/// so the head points at the `Link` and the `Link` at its node).
+pub(crate) struct Link<D: ?Sized> {
+    older: *mut Link<D>,
+    /// Written by `push` before the node is published; initialized in every linked node.
+    node: MaybeUninit<NonNull<Node<D>>>,
+}
+
+impl<D: ?Sized, E: ?Sized> core::fmt::Debug for Node<D, E> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Node").finish_non_exhaustive()
+    }
+}
+
+impl<D: ?Sized, E> Node<D, E> {
+    /// A node for `entry`, not linked yet.
+    pub(crate) fn new(entry: E) -> Self {
+        Node {
+            link: Link {
+                older: ptr::null_mut(),
+                node: MaybeUninit::uninit(),
+            },
+            entry,
+        }
+    }
+}
+
+/// Erases a node's entry type `E` to the arena's `D` (an unsizing coercion).
+type Erase<D, E> = fn(NonNull<Node<D, E>>) -> NonNull<Node<D>>;
 
 /// A list of pinned, heap-allocated entries that lend resources while it is borrowed.
 pub(crate) struct Arena<D: ?Sized> {
-    entries: UnsafeCell<Vec<NonNull<D>>>,
-    lock: Lock,
+    /// The newest node's `Link`, null when the arena is empty.
+    head: Head<D>,
+    /// How many nodes are linked.
+    count: Count,
     /// Owns `D`s (for drop check and auto traits).
     _owns: PhantomData<Box<D>>,
 }
@@ -44,77 +91,94 @@ pub(crate) struct Arena<D: ?Sized> {
 // `Box<D>` would: sending it is sound when `D: Send` (invariant 5).
 unsafe impl<D: ?Sized + Send> Send for Arena<D> {}
 
-// SAFETY: `&Arena` only pushes pointers and reads the length, serialised by the atomic `Lock`
-// (invariant 4); a pushed entry may then be dropped on another thread, hence `D: Send`.
-#[cfg(target_has_atomic = "8")]
+// SAFETY: `&Arena` only pushes new nodes and reads the count, both through atomics (invariant
+// 4); a pushed entry may then be dropped on another thread, hence `D: Send`.
+#[cfg(target_has_atomic = "ptr")]
 unsafe impl<D: ?Sized + Send> Sync for Arena<D> {}
 
 impl<D: ?Sized> Arena<D> {
     pub(crate) const fn new() -> Self {
         Arena {
-            entries: UnsafeCell::new(Vec::new()),
-            lock: Lock::new(),
+            head: Head::new(ptr::null_mut()),
+            count: Count::new(0),
             _owns: PhantomData,
         }
     }
 
-    /// How many entries the arena holds.
+    /// How many entries the arena holds (with pushes racing on other threads: as of some
+    /// moment during the call).
     pub(crate) fn len(&self) -> usize {
-        let _guard = self.lock.acquire();
-        // SAFETY: the lock is held, so no other `&self` call changes the list now; no `&mut`
-        // to the list exists outside `&mut self` methods (invariant 4).
-        unsafe { (*self.entries.get()).len() }
+        self.count.get()
     }
 
-    /// Boxes `entry`, keeps it (erased to `D` by `erase`), and lends the resource that
-    /// `resource` points at inside it, for as long as the arena is borrowed.
+    /// Boxes `entry` in a [`Node`], links it (erased to `D` by `erase`) as the newest, and
+    /// lends the resource that `resource` points at inside it, for as long as the arena is
+    /// borrowed.
     // `&mut` from `&self` is the point of an arena (invariant 3 says why it is sound).
     #[allow(clippy::mut_from_ref)]
     pub(crate) fn push<E, R>(
         &self,
         entry: E,
-        erase: fn(NonNull<E>) -> NonNull<D>,
+        erase: Erase<D, E>,
         resource: fn(Pin<&mut E>) -> &mut R,
     ) -> &mut R {
-        let raw = NonNull::from(Box::leak(Box::new(entry)));
-        // SAFETY: `raw` comes from the `Box` just above and is not reachable from anywhere
-        // else yet; the entry never moves (invariant 2), so it may be pinned.
-        let resource: *mut R = resource(unsafe { Pin::new_unchecked(&mut *raw.as_ptr()) });
-        let erased = erase(raw);
-        {
-            let _guard = self.lock.acquire();
-            // SAFETY: the lock is held (invariant 4); pushing moves only pointers, so the
-            // resources lent earlier stay valid (invariant 2).
-            unsafe { (*self.entries.get()).push(erased) };
-        }
+        let node: NonNull<Node<D, E>> = NonNull::from(Box::leak(Box::new(Node::new(entry))));
+        let erased = erase(node);
+        let link: *mut Link<D> = erased.as_ptr().cast::<Link<D>>();
+        // SAFETY: the node comes from the `Box` just above and is reachable from nowhere else
+        // (it is not published yet); the entry never moves (invariant 2), so it may be pinned.
+        // Only the entry field is borrowed, never the `Link` (invariant 4).
+        let resource: *mut R = resource(unsafe { Pin::new_unchecked(&mut (*node.as_ptr()).entry) });
+        // SAFETY: `link` points at the first field of the node (`#[repr(C)]`), derived from
+        // `erased`, and the node is not published yet: this thread alone writes it.
+        unsafe { ptr::addr_of_mut!((*link).node).write(MaybeUninit::new(erased)) };
+        self.head.push(link);
+        self.count.increment();
         // SAFETY: the resource lives inside the entry, which stays allocated and unmoved until
-        // `pop`, `take` or `Drop`, none of which can run while `'s` lasts (invariant 3); no
-        // other reference to it exists (the entry is reached again only through `&mut self`).
+        // `pop` or `Drop`, neither of which can run while `'s` lasts (invariant 3); no other
+        // reference to it exists (the entry is reached again only through `&mut self`).
         unsafe { &mut *resource }
     }
 
     /// The newest entry, pinned; `None` if the arena is empty.
     pub(crate) fn top(&mut self) -> Option<Pin<&mut D>> {
-        let top = *self.entries.get_mut().last()?;
-        // SAFETY: `&mut self` ends every lent reference (invariant 3), so this is the only
-        // reference to the entry; it is live (invariant 1) and never moves (invariant 2).
-        Some(unsafe { Pin::new_unchecked(&mut *top.as_ptr()) })
+        let link = NonNull::new(self.head.get_mut())?;
+        // SAFETY: a linked `Link` is live (invariant 1), its `node` written before it was
+        // published, and `&mut self` ends every lent reference (invariant 3), so reading it and
+        // borrowing its node's entry is exclusive; the entry never moves (invariant 2).
+        unsafe {
+            let node = (*link.as_ptr()).node.assume_init();
+            Some(Pin::new_unchecked(&mut (*node.as_ptr()).entry))
+        }
     }
 
-    /// Frees the newest entry.
+    /// Unlinks and frees the newest entry.
     pub(crate) fn pop(&mut self) {
-        if let Some(top) = self.entries.get_mut().pop() {
-            // SAFETY: the pointer came from `Box::into_raw` and left the list just now, so it
-            // is freed exactly once (invariant 1); no lent reference is alive (invariant 3).
-            drop(unsafe { Box::from_raw(top.as_ptr()) });
-        }
+        let Some(link) = NonNull::new(self.head.get_mut()) else {
+            return;
+        };
+        // SAFETY: the link is live (invariant 1), its `node` written before it was published;
+        // `&mut self` means no push races with this (invariant 3), so reading its fields and
+        // moving the head back is exclusive.
+        let (older, node) =
+            unsafe { ((*link.as_ptr()).older, (*link.as_ptr()).node.assume_init()) };
+        self.head.set_mut(older);
+        self.count.decrement_mut();
+        // SAFETY: `node` is the pointer made from the node's `Box` in `push`; it left the list
+        // just now, so it is freed exactly once (invariant 1); no lent reference is alive
+        // (invariant 3).
+        drop(unsafe { Box::from_raw(node.as_ptr()) });
     }
 
     /// Moves every entry to a new arena, leaving this one empty.
     pub(crate) fn take(&mut self) -> Self {
+        let head = self.head.get_mut();
+        self.head.set_mut(ptr::null_mut());
+        let count = self.count.get_mut();
+        self.count.set_mut(0);
         Arena {
-            entries: UnsafeCell::new(core::mem::take(self.entries.get_mut())),
-            lock: Lock::new(),
+            head: Head::new(head),
+            count: Count::new(count),
             _owns: PhantomData,
         }
     }
@@ -123,65 +187,133 @@ impl<D: ?Sized> Arena<D> {
 impl<D: ?Sized> Drop for Arena<D> {
     fn drop(&mut self) {
         // Newest first, in a loop: no recursion however many entries there are.
-        while !self.entries.get_mut().is_empty() {
+        while !self.head.get_mut().is_null() {
             self.pop();
         }
     }
 }
 
-/// Serialises `&Arena` calls across threads (see invariant 4).
-#[cfg(target_has_atomic = "8")]
-struct Lock(core::sync::atomic::AtomicBool);
+/// The head of the list, pushed to from `&self` (see invariant 4).
+#[cfg(target_has_atomic = "ptr")]
+struct Head<D: ?Sized>(core::sync::atomic::AtomicPtr<Link<D>>);
 
-#[cfg(target_has_atomic = "8")]
-impl Lock {
-    const fn new() -> Self {
-        Lock(core::sync::atomic::AtomicBool::new(false))
+#[cfg(target_has_atomic = "ptr")]
+impl<D: ?Sized> Head<D> {
+    const fn new(link: *mut Link<D>) -> Self {
+        Head(core::sync::atomic::AtomicPtr::new(link))
     }
 
-    fn acquire(&self) -> LockGuard<'_> {
+    /// Makes `link` (a node not yet published) the newest, linked to the head it replaces:
+    /// a compare-and-swap loop that never waits for another thread.
+    fn push(&self, link: *mut Link<D>) {
         use core::sync::atomic::Ordering;
-        // A spin lock: the sections it guards are a push onto a `Vec` or a read of its length,
-        // and no user code runs inside them.
-        while self
-            .0
-            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
-            core::hint::spin_loop();
+        let mut older = self.0.load(Ordering::Relaxed);
+        loop {
+            // SAFETY: `link` is the pushing thread's own, unpublished node (invariant 4).
+            unsafe { ptr::addr_of_mut!((*link).older).write(older) };
+            // `Release`: the node's contents happen before whoever later reads it from here.
+            match self
+                .0
+                .compare_exchange_weak(older, link, Ordering::Release, Ordering::Relaxed)
+            {
+                Ok(_) => return,
+                Err(newer) => older = newer,
+            }
         }
-        LockGuard(self)
+    }
+
+    fn get_mut(&mut self) -> *mut Link<D> {
+        *self.0.get_mut()
+    }
+
+    fn set_mut(&mut self, link: *mut Link<D>) {
+        *self.0.get_mut() = link;
     }
 }
 
-#[cfg(target_has_atomic = "8")]
-impl Drop for LockGuard<'_> {
-    fn drop(&mut self) {
-        self.0.0.store(false, core::sync::atomic::Ordering::Release);
+/// Without compare-and-swap the arena is `!Sync` (no `Sync` impl above), so a `Cell` is
+/// enough: a push is a plain write, and nothing else can run in between on this thread.
+#[cfg(not(target_has_atomic = "ptr"))]
+struct Head<D: ?Sized>(core::cell::Cell<*mut Link<D>>);
+
+#[cfg(not(target_has_atomic = "ptr"))]
+impl<D: ?Sized> Head<D> {
+    const fn new(link: *mut Link<D>) -> Self {
+        Head(core::cell::Cell::new(link))
+    }
+
+    fn push(&self, link: *mut Link<D>) {
+        // SAFETY: `link` is the pushing thread's own, unpublished node (invariant 4).
+        unsafe { ptr::addr_of_mut!((*link).older).write(self.0.get()) };
+        self.0.set(link);
+    }
+
+    fn get_mut(&mut self) -> *mut Link<D> {
+        self.0.get()
+    }
+
+    fn set_mut(&mut self, link: *mut Link<D>) {
+        self.0.set(link);
     }
 }
 
-/// Without compare-and-swap the arena is `!Sync`, so a `Cell` is enough.
-#[cfg(not(target_has_atomic = "8"))]
-struct Lock(core::cell::Cell<bool>);
+/// The number of linked nodes.
+#[cfg(target_has_atomic = "ptr")]
+struct Count(core::sync::atomic::AtomicUsize);
 
-#[cfg(not(target_has_atomic = "8"))]
-impl Lock {
-    const fn new() -> Self {
-        Lock(core::cell::Cell::new(false))
+#[cfg(target_has_atomic = "ptr")]
+impl Count {
+    const fn new(n: usize) -> Self {
+        Count(core::sync::atomic::AtomicUsize::new(n))
     }
 
-    fn acquire(&self) -> LockGuard<'_> {
-        assert!(!self.0.replace(true), "an `ExitStack` was re-entered");
-        LockGuard(self)
+    fn get(&self) -> usize {
+        self.0.load(core::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn increment(&self) {
+        self.0.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn get_mut(&mut self) -> usize {
+        *self.0.get_mut()
+    }
+
+    fn set_mut(&mut self, n: usize) {
+        *self.0.get_mut() = n;
+    }
+
+    fn decrement_mut(&mut self) {
+        *self.0.get_mut() -= 1;
     }
 }
 
-#[cfg(not(target_has_atomic = "8"))]
-impl Drop for LockGuard<'_> {
-    fn drop(&mut self) {
-        self.0.0.set(false);
+#[cfg(not(target_has_atomic = "ptr"))]
+struct Count(core::cell::Cell<usize>);
+
+#[cfg(not(target_has_atomic = "ptr"))]
+impl Count {
+    const fn new(n: usize) -> Self {
+        Count(core::cell::Cell::new(n))
+    }
+
+    fn get(&self) -> usize {
+        self.0.get()
+    }
+
+    fn increment(&self) {
+        self.0.set(self.0.get() + 1);
+    }
+
+    fn get_mut(&mut self) -> usize {
+        self.0.get()
+    }
+
+    fn set_mut(&mut self, n: usize) {
+        self.0.set(n);
+    }
+
+    fn decrement_mut(&mut self) {
+        self.0.set(self.0.get() - 1);
     }
 }
-
-struct LockGuard<'l>(&'l Lock);

@@ -14,7 +14,7 @@ use core::pin::Pin;
 use core::ptr::NonNull;
 use core::task::{Context, Poll, ready};
 
-use self::arena::Arena;
+use self::arena::{Arena, Node};
 use crate::manager::closing::ClosingExit;
 use crate::manager::{AsyncEnter, AsyncExit};
 use crate::outcome::{Outcome, Status, newest};
@@ -87,6 +87,12 @@ pub use self::error::CloseErrors;
 /// [`SendExitStack`] accepts only `Send` entries and is `Send` and `Sync` (on targets with
 /// compare-and-swap), so that a task holding one, and awaiting `enter_context` on it, can be
 /// spawned.
+///
+/// Registering through `&self` takes no lock: each entry is one heap allocation, linked into
+/// the stack with one compare-and-swap, so a thread, task or interrupt handler registering on
+/// a shared `SendExitStack` never waits for another, however it was preempted. Where the
+/// target has no compare-and-swap, the stack is not `Sync` and a registration is a plain write.
+/// Closing, `pop_all` and dropping take `&mut self`.
 pub struct ExitStack<'a, X, D: ?Sized + StackEntry<X> = dyn StackEntry<X> + 'a> {
     arena: Arena<D>,
     closed: bool,
@@ -124,17 +130,17 @@ mod sealed {
 /// [`SendExitStack`]) and the entries it can erase into it. Sealed.
 pub trait EntryList<E>: sealed::Sealed {
     #[doc(hidden)]
-    fn erase(entry: NonNull<E>) -> NonNull<Self>;
+    fn erase(entry: NonNull<Node<Self, E>>) -> NonNull<Node<Self>>;
 }
 
 impl<'a, X, E: StackEntry<X> + 'a> EntryList<E> for dyn StackEntry<X> + 'a {
-    fn erase(entry: NonNull<E>) -> NonNull<Self> {
+    fn erase(entry: NonNull<Node<Self, E>>) -> NonNull<Node<Self>> {
         entry
     }
 }
 
 impl<'a, X, E: StackEntry<X> + Send + 'a> EntryList<E> for dyn StackEntry<X> + Send + 'a {
-    fn erase(entry: NonNull<E>) -> NonNull<Self> {
+    fn erase(entry: NonNull<Node<Self, E>>) -> NonNull<Node<Self>> {
         entry
     }
 }
