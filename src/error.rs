@@ -163,6 +163,71 @@ impl<X, E> Error<X, E> {
             other => Err(other),
         }
     }
+
+    /// Converts the manager's error (from enter or exit) with `f`, keeping the phase and the
+    /// body's error: `Result::map_err` for one side.
+    ///
+    /// With a group of managers around a nested `with`, it is the first of two calls that give
+    /// one error of your type: the group's first failure, then
+    /// [`collapse_nested`](Error::collapse_nested).
+    ///
+    /// ```
+    /// # futures_executor::block_on(async {
+    /// use async_with::{Error, GroupError, Status, from_fns, null_context, with};
+    ///
+    /// #[derive(Debug, PartialEq)]
+    /// enum AppError { Lock(&'static str), Tx(u16), Parse }
+    /// impl From<&'static str> for AppError { fn from(e: &'static str) -> Self { AppError::Lock(e) } }
+    /// impl From<u16> for AppError { fn from(e: u16) -> Self { AppError::Tx(e) } }
+    /// impl From<core::convert::Infallible> for AppError { fn from(n: core::convert::Infallible) -> Self { match n {} } }
+    ///
+    /// let lock = from_fns(async || Ok::<_, &str>(()), async |_: (), _: Status| Ok(()));
+    /// let tx = from_fns(async || Ok::<_, u16>(0_u32), async |_: u32, _: Status| Err(409_u16));
+    /// let result = with((lock, null_context(())), async |_| {
+    ///     with(tx, async |rows| -> Result<u32, AppError> {
+    ///         *rows += 1;
+    ///         Ok(*rows)
+    ///     })
+    ///     .await
+    /// })
+    /// .await
+    /// .map_err(|e| e.map_manager(GroupError::collapse::<AppError>).collapse_nested::<AppError>());
+    /// assert_eq!(result, Err(AppError::Tx(409))); // the inner commit failed
+    /// # });
+    /// ```
+    pub fn map_manager<X2>(self, f: impl FnOnce(X) -> X2) -> Error<X2, E> {
+        match self {
+            Error::Enter(x) => Error::Enter(f(x)),
+            Error::Exit(x) => Error::Exit(f(x)),
+            Error::Body(e) => Error::Body(e),
+            Error::BodyAndExit { body, exit } => Error::BodyAndExit {
+                body,
+                exit: f(exit),
+            },
+        }
+    }
+
+    /// Converts the body's error with `f`, keeping the phase and the manager's error.
+    ///
+    /// ```
+    /// use async_with::Error;
+    ///
+    /// let both: Error<&str, u8> = Error::BodyAndExit { body: 7, exit: "rollback failed" };
+    /// let described = both.map_body(|code| format!("parse error {code}"));
+    /// assert_eq!(described.body().map(String::as_str), Some("parse error 7"));
+    /// assert_eq!(described.manager(), Some(&"rollback failed"));
+    /// ```
+    pub fn map_body<E2>(self, f: impl FnOnce(E) -> E2) -> Error<X, E2> {
+        match self {
+            Error::Enter(x) => Error::Enter(x),
+            Error::Exit(x) => Error::Exit(x),
+            Error::Body(e) => Error::Body(f(e)),
+            Error::BodyAndExit { body, exit } => Error::BodyAndExit {
+                body: f(body),
+                exit,
+            },
+        }
+    }
 }
 
 impl<E> Error<Infallible, E> {

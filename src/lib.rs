@@ -112,7 +112,7 @@
 //! | [`Body`] | names a body's future: `impl for<'r> Body<'r, R, Ok = T, Err = E>` for a closure body |
 //! | [`BodyOutput`], [`Value`] | what a body may return: `Result<T, E>`, `()` or `Value(t)` |
 //! | [`Outcome`], [`Failure`], [`Status`] | how the body ended, as exit sees it; [`Failure`] lends the body's error (`{:?}`, downcast) |
-//! | [`Error`] | the error of a `with`: [`Enter`](Error::Enter), [`Body`](Error::Body), [`Exit`](Error::Exit) or [`BodyAndExit`](Error::BodyAndExit); [`collapse`](Error::collapse) gives one error of your type |
+//! | [`Error`] | the error of a `with`: [`Enter`](Error::Enter), [`Body`](Error::Body), [`Exit`](Error::Exit) or [`BodyAndExit`](Error::BodyAndExit); [`collapse`](Error::collapse) gives one error of your type; [`map_manager`](Error::map_manager) and [`map_body`](Error::map_body) convert one side |
 //! | [`group`]: [`GroupError`], [`Fault`] | tuples and arrays of managers, entered as one; the group's error keeps every member's failure |
 //! | [`ExitStack`], [`SendExitStack`], [`CloseErrors`] | (feature `alloc`) managers entered at run time and exited together, Python's `AsyncExitStack`; the rest is in [`stack`] |
 //! | [`FusedFuture`] | re-exported from `futures-core`, for `is_terminated` without another dependency |

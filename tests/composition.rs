@@ -225,15 +225,7 @@ struct MethodPanic(char);
 
 /// A group's result with its `GroupError` opened into the per-position faults, to compare.
 fn opened<T, S, E>(result: Result<T, Error<GroupError<S>, E>>) -> Result<T, Error<S, E>> {
-    result.map_err(|error| match error {
-        Error::Enter(group) => Error::Enter(group.into_faults()),
-        Error::Exit(group) => Error::Exit(group.into_faults()),
-        Error::Body(body) => Error::Body(body),
-        Error::BodyAndExit { body, exit } => Error::BodyAndExit {
-            body,
-            exit: exit.into_faults(),
-        },
-    })
+    result.map_err(|error| error.map_manager(GroupError::into_faults))
 }
 
 // ---------------------------------------------------------------------------------------------
