@@ -157,11 +157,12 @@ impl<D: ?Sized> Arena<D> {
         let Some(link) = NonNull::new(self.head.get_mut()) else {
             return;
         };
-        // SAFETY: the link is live (invariant 1), its `node` written before it was published;
-        // `&mut self` means no push races with this (invariant 3), so reading its fields and
-        // moving the head back is exclusive.
-        let (older, node) =
-            unsafe { ((*link.as_ptr()).older, (*link.as_ptr()).node.assume_init()) };
+        // `&mut self` means no push races with this (invariant 3): reading the link's fields
+        // and moving the head back is exclusive.
+        // SAFETY: the link is live (invariant 1).
+        let older = unsafe { (*link.as_ptr()).older };
+        // SAFETY: the link is live, and its `node` was written before it was published.
+        let node = unsafe { (*link.as_ptr()).node.assume_init() };
         self.head.set_mut(older);
         self.count.decrement_mut();
         // SAFETY: `node` is the pointer made from the node's `Box` in `push`; it left the list
