@@ -33,10 +33,12 @@
 //!   was entered and has not exited gets its synchronous [`AsyncExit::cancel`](crate::AsyncExit::cancel), right to left,
 //!   exactly once.
 //!
-//! One difference from the nested form: a panic inside a member's own enter or exit future
-//! unwinds out of `poll`, as it does for a single manager (the managers entered and not exited
-//! get `cancel` when the future is then dropped), while in the nested form that panic would
-//! happen inside an outer body and the outer exits would run with `Panicked`.
+//! One difference from the nested form: a panic inside a member's own code — its `enter()` or
+//! `exit()` method, or the future either returns — unwinds out of `poll`, as it does for a
+//! single manager, while in the nested form that panic would happen inside an outer body and
+//! the outer exits would run with `Panicked`. Every other member entered and not exited then
+//! gets `cancel`, right to left, exactly once (while unwinding, or when the future is dropped);
+//! the panicking member runs nothing more.
 //!
 //! The managers may have different error types. The group's error is a [`GroupError`] that
 //! holds, per position, the [`Fault`] of that manager if it had one: nothing is lost, and
