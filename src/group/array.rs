@@ -189,22 +189,23 @@ impl<A: ArrayOf> Unwind<A> {
     fn cancel(self: Pin<&mut Self>) {
         let mut this = self.project();
         this.current.set(None);
-        for slot in this.entered.as_mut()[..*this.count].iter_mut().rev() {
-            if let Some((resource, exit)) = slot.take() {
-                exit.cancel(resource);
-            }
-        }
+        cancel_each::<A>(&mut this.entered.as_mut()[..*this.count]);
         *this.count = 0;
+    }
+}
+
+/// Cancels every member still in `slots`, right to left.
+fn cancel_each<A: ArrayOf>(slots: &mut [Option<Entered<A>>]) {
+    for slot in slots.iter_mut().rev() {
+        if let Some((resource, exit)) = slot.take() {
+            exit.cancel(resource);
+        }
     }
 }
 
 /// Cancels every member still in `entered`, right to left.
 fn cancel_all<A: ArrayOf>(mut entered: A::Entered) {
-    for slot in entered.as_mut().iter_mut().rev() {
-        if let Some((resource, exit)) = slot.take() {
-            exit.cancel(resource);
-        }
-    }
+    cancel_each::<A>(entered.as_mut());
 }
 
 /// Records `fault` of the member at `index` as the newest failure.

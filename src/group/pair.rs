@@ -286,12 +286,7 @@ where
     fn exit(self, (left, right): (L::Resource, R::Resource), outcome: Outcome<'_>) -> Self::Future {
         // The left member has not exited: should the right one's `exit()` panic, it gets
         // `cancel`.
-        let guard = OnUnwind::new(
-            (left, self.left),
-            |(resource, exit): (L::Resource, L::Exit)| {
-                exit.cancel(resource);
-            },
-        );
+        let guard = OnUnwind::new((left, self.left), cancel::<L>);
         let future = self.right.exit(right, outcome);
         let (resource, exit) = guard.defuse();
         PairExitFuture {
