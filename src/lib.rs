@@ -171,8 +171,9 @@
     clippy::alloc_instead_of_core,
     clippy::undocumented_unsafe_blocks
 )]
-// `unsafe` lives in two modules, each allowing it for itself: `with::lend` (the body's
-// borrow of the resource) and `stack::arena` (the exit stack's entries).
+// `unsafe` lives in two modules, each allowing it for itself: `lend` (a future's borrow of a
+// value beside it: the body's of the resource, an exit's of the outcome) and `stack::arena`
+// (the exit stack's entries).
 #![deny(unsafe_code, unsafe_op_in_unsafe_fn)]
 
 #[cfg(feature = "alloc")]
@@ -184,6 +185,8 @@ mod body;
 mod error;
 pub mod group;
 mod guard;
+#[allow(unsafe_code)]
+mod lend;
 mod manager;
 mod outcome;
 mod output;
@@ -197,7 +200,7 @@ pub use crate::error::Error;
 pub use crate::group::{Fault, GroupError};
 pub use crate::manager::closing::{Closing, ClosingExit, closing};
 pub use crate::manager::from_fns::{
-    CancelHook, FromFns, FromFnsEnter, FromFnsExit, OnCancel, from_fns,
+    CancelHook, ExitFn, FromFns, FromFnsEnter, FromFnsExit, OnCancel, from_fns,
 };
 pub use crate::manager::null_context::{NoExit, NullContext, null_context};
 pub use crate::manager::send::SendManager;

@@ -64,6 +64,30 @@ impl<'a> Outcome<'a> {
             _ => None,
         }
     }
+
+    /// The body's error as `E`: the typed look for an exit that knows the body's error type.
+    ///
+    /// `None` when the body did not fail **and** when it failed with an error of another
+    /// type; to tell the two apart, match on [`failure`](Outcome::failure) and use
+    /// [`Failure::downcast`], which hands the failure back on a mismatch. Inside a group or an
+    /// exit stack, a later exit sees the newest failure, which may be an earlier exit's error
+    /// rather than the body's (see [`group`](crate::group#what-each-exit-sees)).
+    ///
+    /// ```
+    /// use async_with::{Failure, Outcome};
+    ///
+    /// #[derive(Debug, PartialEq)]
+    /// enum DbError { Conflict, Io }
+    ///
+    /// let error = DbError::Conflict;
+    /// let outcome = Outcome::Failure(Failure::new(&error));
+    /// assert_eq!(outcome.error::<DbError>(), Some(&DbError::Conflict));
+    /// assert_eq!(outcome.error::<&str>(), None); // another type: explicitly `None`
+    /// assert_eq!(Outcome::Success.error::<DbError>(), None);
+    /// ```
+    pub fn error<E: Any>(&self) -> Option<&'a E> {
+        self.failure()?.downcast().ok()
+    }
 }
 
 /// How the body ended, without the error: what an exit closure given to
@@ -127,7 +151,9 @@ impl Status {
 /// The body's error, lent to exit: printable with `{:?}` and downcastable to its type.
 #[derive(Clone, Copy)]
 pub struct Failure<'a> {
-    error: &'a dyn Reveal,
+    // `Sync`, so that a lent failure is `Send`: an exit future holding it across an await can
+    // move between threads.
+    error: &'a (dyn Reveal + Sync),
 }
 
 /// `Debug` plus a way to `Any` (trait upcasting needs Rust 1.86; the MSRV is 1.85).
@@ -143,8 +169,31 @@ impl<E: fmt::Debug + Any> Reveal for E {
 
 impl<'a> Failure<'a> {
     /// Lends `error`. Used by the crate, and by combinators that pass a failure on.
-    pub fn new<E: fmt::Debug + Any>(error: &'a E) -> Self {
+    ///
+    /// The error must be `Sync` so that the failure is `Send`: an exit future that holds
+    /// it across an await can then move between threads with the rest of the future.
+    pub fn new<E: fmt::Debug + Any + Sync>(error: &'a E) -> Self {
         Failure { error }
+    }
+
+    /// The error as `E` if that is its type; otherwise the failure back, unchanged, so a
+    /// mismatch is an explicit `Err` rather than a silent `None`.
+    ///
+    /// ```
+    /// use async_with::Failure;
+    ///
+    /// #[derive(Debug, PartialEq)]
+    /// struct Timeout(u32);
+    ///
+    /// let error = Timeout(30);
+    /// let failure = Failure::new(&error);
+    /// assert_eq!(failure.downcast::<Timeout>().ok(), Some(&Timeout(30)));
+    /// // Another type: the failure comes back, to try the next type or to print.
+    /// let other = failure.downcast::<std::io::Error>().unwrap_err();
+    /// assert_eq!(format!("{other:?}"), "Timeout(30)");
+    /// ```
+    pub fn downcast<E: Any>(self) -> Result<&'a E, Failure<'a>> {
+        self.error.as_any().downcast_ref().ok_or(self)
     }
 
     /// The error as `E`, if that is its type.
@@ -177,7 +226,7 @@ impl fmt::Debug for Failure<'_> {
 /// entries): the newest failure if there is one, the scope's `outcome` otherwise — but a panic
 /// under way stays `Panicked` (as in nested `with`s, where the inner one resumes the panic
 /// after its exit and drops that exit's error).
-pub(crate) fn newest<'a, X: fmt::Debug + Any>(
+pub(crate) fn newest<'a, X: fmt::Debug + Any + Sync>(
     fault: Option<&'a X>,
     outcome: Outcome<'a>,
 ) -> Outcome<'a> {

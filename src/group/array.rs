@@ -11,10 +11,9 @@ use core::task::{Context, Poll, ready};
 use pin_project_lite::pin_project;
 
 use super::error::{Fault, GroupError};
-use super::outcome_of;
-use crate::guard::OnUnwind;
+use crate::lend::{Lend, Shows};
 use crate::manager::{AsyncEnter, AsyncExit};
-use crate::outcome::{Outcome, Status};
+use crate::outcome::{Outcome, newest};
 
 mod sealed {
     pub trait Sealed {}
@@ -26,15 +25,15 @@ pub trait ArrayOf: sealed::Sealed {
     /// The manager type.
     type Manager: AsyncEnter<Error = Self::Error>;
     /// The manager's error.
-    type Error: fmt::Debug + 'static;
+    type Error: fmt::Debug + Sync + 'static;
     /// `[M::Resource; N]`.
     type Resources;
     /// `[Option<Fault<M::Error>>; N]`.
-    type Faults: AsMut<[Option<Fault<Error<Self>>>]>;
+    type Faults: AsMut<[Option<Fault<Error<Self>>>]> + AsRef<[Option<Fault<Error<Self>>>]>;
     /// The managers not entered yet.
     type Managers: Iterator<Item = Self::Manager>;
     /// The managers entered so far, with their exit handles.
-    type Entered: AsMut<[Option<Entered<Self>>]>;
+    type Entered: AsMut<[Option<Entered<Self>>]> + AsRef<[Option<Entered<Self>>]>;
     /// The exit handles.
     type Exits;
 
@@ -53,14 +52,14 @@ pub trait ArrayOf: sealed::Sealed {
 type Error<A> = <A as ArrayOf>::Error;
 type Resource<A> = <<A as ArrayOf>::Manager as AsyncEnter>::Resource;
 type ExitOf<A> = <<A as ArrayOf>::Manager as AsyncEnter>::Exit;
-type ExitFuture<A> = <ExitOf<A> as AsyncExit<Resource<A>>>::Future;
+type ExitFuture<'x, A> = <ExitOf<A> as AsyncExit<Resource<A>>>::Future<'x>;
 type Entered<A> = (Resource<A>, ExitOf<A>);
 
-impl<M, const N: usize> sealed::Sealed for [M; N] where M: AsyncEnter<Error: fmt::Debug + 'static> {}
+impl<M, const N: usize> sealed::Sealed for [M; N] where M: AsyncEnter<Error: fmt::Debug + Sync + 'static> {}
 
 impl<M, const N: usize> ArrayOf for [M; N]
 where
-    M: AsyncEnter<Error: fmt::Debug + 'static>,
+    M: AsyncEnter<Error: fmt::Debug + Sync + 'static>,
 {
     type Manager = M;
     type Error = M::Error;
@@ -105,7 +104,7 @@ where
 /// of resources; the error keeps one [`Fault`] per position.
 impl<M, const N: usize> AsyncEnter for [M; N]
 where
-    M: AsyncEnter<Error: fmt::Debug + 'static>,
+    M: AsyncEnter<Error: fmt::Debug + Sync + 'static>,
 {
     type Resource = [M::Resource; N];
     type Error = GroupError<[Option<Fault<M::Error>>; N]>;
@@ -116,79 +115,101 @@ where
         let mut managers = self.managers();
         ArrayEnter {
             entering: managers.next().map(AsyncEnter::enter),
-            unwind: Unwind::new(<[M; N]>::none_entered(), 0, None),
+            unwind: Unwind::new(<[M; N]>::none_entered(), 0, Outcome::Success),
             managers,
             finished: false,
         }
     }
 }
 
-pin_project! {
-    /// The entered members of an array, exited right to left, each seeing the newest failure
-    /// (or the given outcome while none failed): the part the enter future (after a failed
-    /// enter) and the exit future share.
-    struct Unwind<A>
-    where
-        A: ArrayOf,
-    {
-        // The running exit; its position is `count`.
-        #[pin]
-        current: Option<ExitFuture<A>>,
-        // Positions `0..count` hold the members still to exit.
-        entered: A::Entered,
-        count: usize,
-        faults: A::Faults,
-        // The position of the newest fault.
-        newest: Option<usize>,
+/// The faults so far and the position of the newest: what the next member's exit is shown,
+/// lent to it while it runs.
+struct Newest<A: ArrayOf> {
+    faults: A::Faults,
+    newest: Option<usize>,
+}
+
+impl<A: ArrayOf> Shows for Newest<A> {
+    #[inline]
+    fn shows<'v>(&'v self, outer: Outcome<'v>) -> Outcome<'v> {
+        let fault = self.newest.and_then(|i| self.faults.as_ref()[i].as_ref());
+        newest(fault.map(Fault::inner), outer)
     }
 }
 
-impl<A: ArrayOf> Unwind<A> {
-    /// Members `0..count` of `entered` to exit, `current` (at position `count`) under way.
-    fn new(entered: A::Entered, count: usize, current: Option<ExitFuture<A>>) -> Self {
+impl<A: ArrayOf> Newest<A> {
+    /// Records `fault` of the member at `index` as the newest failure.
+    fn record(&mut self, index: usize, fault: Fault<Error<A>>) {
+        self.faults.as_mut()[index] = Some(fault);
+        self.newest = Some(index);
+    }
+}
+
+pin_project! {
+    /// The entered members of an array, exited right to left, each seeing the newest failure
+    /// (or the outcome the array was given while none failed, `'x`): the part the enter future
+    /// (after a failed enter) and the exit future share.
+    struct Unwind<'x, A>
+    where
+        A: ArrayOf,
+    {
+        // The faults, lent to the running exit (its position is `count`), if any.
+        #[pin]
+        lend: Lend<Newest<A>, (), ExitFuture<'x, A>>,
+        outer: Outcome<'x>,
+        // Positions `0..count` hold the members still to exit.
+        entered: A::Entered,
+        count: usize,
+    }
+}
+
+impl<'x, A: ArrayOf> Unwind<'x, A> {
+    /// Members `0..count` of `entered` to exit, newest first, each seeing the newest failure
+    /// or `outer`.
+    fn new(entered: A::Entered, count: usize, outer: Outcome<'x>) -> Self {
         Unwind {
-            current,
+            lend: Lend::new(
+                Newest {
+                    faults: A::no_faults(),
+                    newest: None,
+                },
+                (),
+            ),
+            outer,
             entered,
             count,
-            faults: A::no_faults(),
-            newest: None,
         }
     }
 
     /// Exits what is left, right to left; resolves to the faults if any member failed.
-    fn poll(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        outcome: Outcome<'_>,
-    ) -> Poll<Option<A::Faults>> {
-        let mut this = self.project();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<A::Faults>> {
+        let this = self.project();
+        let mut lend = this.lend;
         loop {
-            if let Some(future) = this.current.as_mut().as_pin_mut() {
-                let seen = seen::<A>(this.faults, *this.newest, outcome);
-                let exited = ready!(ExitOf::<A>::poll_exit(future, cx, seen));
-                this.current.set(None);
+            if lend.is_running() {
+                let exited = ready!(lend.as_mut().poll(cx));
                 if let Err(error) = exited {
-                    record::<A>(this.faults, this.newest, *this.count, Fault::Exit(error));
+                    lend.as_mut().value_mut().record(*this.count, Fault::Exit(error));
                 }
             }
             if *this.count == 0 {
-                let faults = mem::replace(this.faults, A::no_faults());
-                return Poll::Ready(this.newest.take().map(|_| faults));
+                let seen = lend.as_mut().value_mut();
+                let faults = mem::replace(&mut seen.faults, A::no_faults());
+                return Poll::Ready(seen.newest.take().map(|_| faults));
             }
             *this.count -= 1;
             let (resource, exit) = this.entered.as_mut()[*this.count]
                 .take()
                 .expect("an entered member exits once");
-            let seen = seen::<A>(this.faults, *this.newest, outcome);
-            this.current.set(Some(exit.exit(resource, seen)));
+            lend.as_mut().start_exit(exit, resource, *this.outer);
         }
     }
 
     /// Cancellation: drops the running exit future, then cancels the members left, right to
-    /// left.
+    /// left; drops the faults.
     fn cancel(self: Pin<&mut Self>) {
-        let mut this = self.project();
-        this.current.set(None);
+        let this = self.project();
+        drop(this.lend.take());
         cancel_each::<A>(&mut this.entered.as_mut()[..*this.count]);
         *this.count = 0;
     }
@@ -208,28 +229,6 @@ fn cancel_all<A: ArrayOf>(mut entered: A::Entered) {
     cancel_each::<A>(entered.as_mut());
 }
 
-/// Records `fault` of the member at `index` as the newest failure.
-fn record<A: ArrayOf>(
-    faults: &mut A::Faults,
-    newest: &mut Option<usize>,
-    index: usize,
-    fault: Fault<Error<A>>,
-) {
-    faults.as_mut()[index] = Some(fault);
-    *newest = Some(index);
-}
-
-/// What the next member sees: the newest fault's error, or `outcome` while none failed.
-fn seen<'f, A: ArrayOf>(
-    faults: &'f mut A::Faults,
-    newest: Option<usize>,
-    outcome: Outcome<'f>,
-) -> Outcome<'f> {
-    let faults: &'f [Option<Fault<Error<A>>>] = faults.as_mut();
-    let fault = newest.and_then(|i| faults[i].as_ref());
-    crate::outcome::newest(fault.map(Fault::inner), outcome)
-}
-
 pin_project! {
     /// Enter future of an array of managers: enters them left to right; if one fails, exits
     /// those already entered, right to left, each seeing the newest failure.
@@ -244,8 +243,9 @@ pin_project! {
         #[pin]
         entering: Option<<A::Manager as AsyncEnter>::Enter>,
         // The members entered so far (`count` of them), and the unwinding after a failure.
+        // No outer outcome is ever shown: unwinding starts after a failed enter.
         #[pin]
-        unwind: Unwind<A>,
+        unwind: Unwind<'static, A>,
         managers: A::Managers,
         finished: bool,
     }
@@ -283,12 +283,12 @@ impl<A: ArrayOf> Future for ArrayEnter<A> {
                     }
                 }
                 Err(error) => {
-                    record::<A>(unwind.faults, unwind.newest, index, Fault::Enter(error));
+                    unwind.lend.value_mut().record(index, Fault::Enter(error));
                 }
             }
         }
-        let unwind = this.unwind.as_mut().project();
-        if unwind.newest.is_none() {
+        let mut unwind = this.unwind.as_mut().project();
+        if unwind.lend.as_mut().value_mut().newest.is_none() {
             // Every manager entered (or there are none).
             *this.finished = true;
             let (resources, exits) = A::all_entered(unwind.entered);
@@ -296,7 +296,7 @@ impl<A: ArrayOf> Future for ArrayEnter<A> {
             return Poll::Ready(Ok((resources, ArrayExit { exits })));
         }
         // A manager failed to enter: a failure is the newest, so `Success` is never shown.
-        let faults = ready!(this.unwind.poll(cx, Outcome::Success));
+        let faults = ready!(this.unwind.poll(cx));
         *this.finished = true;
         Poll::Ready(Err(GroupError::new(faults.expect("an enter failed"))))
     }
@@ -323,23 +323,15 @@ impl<A: ArrayOf> fmt::Debug for ArrayExit<A> {
 
 impl<A: ArrayOf> AsyncExit<A::Resources> for ArrayExit<A> {
     type Error = GroupError<A::Faults>;
-    type Future = ArrayExitFuture<A>;
+    type Future<'o> = ArrayExitFuture<'o, A>;
 
-    fn exit(self, resources: A::Resources, outcome: Outcome<'_>) -> Self::Future {
-        // The members to its left have not exited: should the rightmost member's `exit()`
-        // panic, they get `cancel`.
-        let mut entered = OnUnwind::new(A::pending(resources, self.exits), cancel_all::<A>);
-        let slots = entered.get().as_mut();
-        let count = slots.len().saturating_sub(1);
-        // The rightmost member's exit is created now, with the body's error itself.
-        let current = slots
-            .last_mut()
-            .and_then(Option::take)
-            .map(|(resource, exit)| exit.exit(resource, outcome));
-        let entered = entered.defuse();
+    fn exit<'o>(self, resources: A::Resources, outcome: Outcome<'o>) -> Self::Future<'o> {
+        let entered = A::pending(resources, self.exits);
+        let count = entered_len::<A>(&entered);
+        // Each member's exit is created when the one to its right has finished, on a poll
+        // (the rightmost on the first): until then, dropping the future cancels them all.
         ArrayExitFuture {
-            status: outcome.status(),
-            unwind: Unwind::new(entered, count, current),
+            unwind: Unwind::new(entered, count, outcome),
             finished: false,
         }
     }
@@ -347,37 +339,31 @@ impl<A: ArrayOf> AsyncExit<A::Resources> for ArrayExit<A> {
     fn cancel(self, resources: A::Resources) {
         cancel_all::<A>(A::pending(resources, self.exits));
     }
+}
 
-    fn poll_exit(
-        future: Pin<&mut Self::Future>,
-        cx: &mut Context<'_>,
-        outcome: Outcome<'_>,
-    ) -> Poll<Result<(), Self::Error>> {
-        future.poll_with(cx, outcome)
-    }
+/// The number of members in `entered`: `N`.
+fn entered_len<A: ArrayOf>(entered: &A::Entered) -> usize {
+    entered.as_ref().len()
 }
 
 pin_project! {
     /// Exit future of an array of managers: exits them right to left, each seeing the newest
-    /// failure, or the body's outcome if none failed.
+    /// failure (lent for its whole exit), or the outcome the array was given (`'o`) if none
+    /// failed.
     ///
     /// Dropped mid-way, it drops the running exit future, then cancels the managers to its
     /// left, right to left.
-    ///
-    /// Polled as a plain `Future` rather than through [`AsyncExit::poll_exit`], the managers
-    /// after the first see a stand-in for the body's error, with the same [`Status`].
     #[must_use = "futures do nothing unless you `.await` or poll them"]
-    pub struct ArrayExitFuture<A>
+    pub struct ArrayExitFuture<'o, A>
     where
         A: ArrayOf,
     {
-        status: Status,
         #[pin]
-        unwind: Unwind<A>,
+        unwind: Unwind<'o, A>,
         finished: bool,
     }
 
-    impl<A> PinnedDrop for ArrayExitFuture<A>
+    impl<'o, A> PinnedDrop for ArrayExitFuture<'o, A>
     where
         A: ArrayOf,
     {
@@ -387,16 +373,14 @@ pin_project! {
     }
 }
 
-impl<A: ArrayOf> ArrayExitFuture<A> {
+impl<A: ArrayOf> Future for ArrayExitFuture<'_, A> {
+    type Output = Result<(), GroupError<A::Faults>>;
+
     #[inline]
-    fn poll_with(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        outcome: Outcome<'_>,
-    ) -> Poll<Result<(), GroupError<A::Faults>>> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         assert!(!*this.finished, "`ArrayExitFuture` polled after completion");
-        let faults = ready!(this.unwind.poll(cx, outcome));
+        let faults = ready!(this.unwind.poll(cx));
         *this.finished = true;
         Poll::Ready(match faults {
             None => Ok(()),
@@ -405,17 +389,7 @@ impl<A: ArrayOf> ArrayExitFuture<A> {
     }
 }
 
-impl<A: ArrayOf> Future for ArrayExitFuture<A> {
-    type Output = Result<(), GroupError<A::Faults>>;
-
-    #[inline]
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let outcome = outcome_of(self.status);
-        self.poll_with(cx, outcome)
-    }
-}
-
-impl<A: ArrayOf> fmt::Debug for ArrayExitFuture<A> {
+impl<A: ArrayOf> fmt::Debug for ArrayExitFuture<'_, A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ArrayExitFuture")
             .field("left_to_exit", &self.unwind.count)

@@ -309,9 +309,9 @@ impl<S, E> Error<GroupError<S>, E> {
 }
 
 /// Implements the fault-list traits for an array.
-impl<X: fmt::Debug + 'static, const N: usize> sealed::Sealed for [Option<Fault<X>>; N] {}
+impl<X: fmt::Debug + Sync + 'static, const N: usize> sealed::Sealed for [Option<Fault<X>>; N] {}
 
-impl<X: fmt::Debug + 'static, const N: usize> FaultList for [Option<Fault<X>>; N] {
+impl<X: fmt::Debug + Sync + 'static, const N: usize> FaultList for [Option<Fault<X>>; N] {
     fn len(&self) -> usize {
         N
     }
@@ -322,7 +322,7 @@ impl<X: fmt::Debug + 'static, const N: usize> FaultList for [Option<Fault<X>>; N
     }
 }
 
-impl<T, X: fmt::Debug + 'static + Into<T>, const N: usize> Faults<T> for [Option<Fault<X>>; N] {
+impl<T, X: fmt::Debug + Sync + 'static + Into<T>, const N: usize> Faults<T> for [Option<Fault<X>>; N] {
     fn collapse(self) -> Option<T> {
         self.into_iter()
             .rev()
@@ -332,7 +332,7 @@ impl<T, X: fmt::Debug + 'static + Into<T>, const N: usize> Faults<T> for [Option
     }
 }
 
-impl<X: fmt::Debug + fmt::Display + 'static, const N: usize> DisplayFaults
+impl<X: fmt::Debug + fmt::Display + Sync + 'static, const N: usize> DisplayFaults
     for [Option<Fault<X>>; N]
 {
     fn display(&self, index: usize) -> Option<Fault<&dyn fmt::Display>> {
@@ -341,7 +341,7 @@ impl<X: fmt::Debug + fmt::Display + 'static, const N: usize> DisplayFaults
     }
 }
 
-impl<X: core::error::Error + 'static, const N: usize> ErrorFaults for [Option<Fault<X>>; N] {
+impl<X: core::error::Error + Sync + 'static, const N: usize> ErrorFaults for [Option<Fault<X>>; N] {
     fn error(&self, index: usize) -> Option<&(dyn core::error::Error + 'static)> {
         let fault = self.as_slice().get(index)?.as_ref()?;
         Some(fault.inner())
@@ -349,7 +349,7 @@ impl<X: core::error::Error + 'static, const N: usize> ErrorFaults for [Option<Fa
 }
 
 /// A fault's error lent as a [`Failure`].
-pub(crate) fn lend<X: fmt::Debug + 'static>(fault: &Fault<X>) -> Fault<Failure<'_>> {
+pub(crate) fn lend<X: fmt::Debug + Sync + 'static>(fault: &Fault<X>) -> Fault<Failure<'_>> {
     match fault {
         Fault::Enter(x) => Fault::Enter(Failure::new(x)),
         Fault::Exit(x) => Fault::Exit(Failure::new(x)),
@@ -378,9 +378,9 @@ macro_rules! first_from_right {
 /// (called by `for_each_tuple!`).
 macro_rules! tuple_faults {
     ($len:literal: $(($i:tt $M:ident $m:ident $X:ident))+) => {
-        impl<$($X: fmt::Debug + 'static),+> sealed::Sealed for ($(Option<Fault<$X>>,)+) {}
+        impl<$($X: fmt::Debug + Sync + 'static),+> sealed::Sealed for ($(Option<Fault<$X>>,)+) {}
 
-        impl<$($X: fmt::Debug + 'static),+> FaultList for ($(Option<Fault<$X>>,)+) {
+        impl<$($X: fmt::Debug + Sync + 'static),+> FaultList for ($(Option<Fault<$X>>,)+) {
             fn len(&self) -> usize {
                 $len
             }
@@ -393,14 +393,14 @@ macro_rules! tuple_faults {
             }
         }
 
-        impl<T, $($X: fmt::Debug + 'static + Into<T>),+> Faults<T> for ($(Option<Fault<$X>>,)+) {
+        impl<T, $($X: fmt::Debug + Sync + 'static + Into<T>),+> Faults<T> for ($(Option<Fault<$X>>,)+) {
             fn collapse(self) -> Option<T> {
                 let faults = self;
                 first_from_right!(faults; $($i)+)
             }
         }
 
-        impl<$($X: fmt::Debug + fmt::Display + 'static),+> DisplayFaults
+        impl<$($X: fmt::Debug + fmt::Display + Sync + 'static),+> DisplayFaults
             for ($(Option<Fault<$X>>,)+)
         {
             fn display(&self, index: usize) -> Option<Fault<&dyn fmt::Display>> {
@@ -411,7 +411,7 @@ macro_rules! tuple_faults {
             }
         }
 
-        impl<$($X: core::error::Error + 'static),+> ErrorFaults for ($(Option<Fault<$X>>,)+) {
+        impl<$($X: core::error::Error + Sync + 'static),+> ErrorFaults for ($(Option<Fault<$X>>,)+) {
             fn error(&self, index: usize) -> Option<&(dyn core::error::Error + 'static)> {
                 match index {
                     $($i => self.$i.as_ref().map(|f| f.inner() as &(dyn core::error::Error + 'static)),)+

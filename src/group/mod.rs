@@ -44,8 +44,21 @@
 //! holds, per position, the [`Fault`] of that manager if it had one: nothing is lost, and
 //! [`Error::collapse_group`](crate::Error::collapse_group) turns the whole result into your error type.
 //!
-//! Every member's error must be `Debug + 'static`, because the members to its left may
-//! look at it through [`Failure`].
+//! Every member's error must be `Debug + Sync + 'static`, because the members to its left may
+//! look at it through [`Failure`] while their exits run (`Sync`, so that the exit futures
+//! holding it stay `Send`).
+//!
+//! # What each exit sees
+//!
+//! One rule, for groups, for the [exit stack](crate::stack) and for any wrapper: **an exit sees
+//! the newest failure before it, or else the outcome its runner was given** — the body's, for
+//! the outermost one — **except that a panic under way stays `Panicked`**. The outcome is passed
+//! once, to [`AsyncExit::exit`](crate::AsyncExit::exit), and the exit future may keep it until
+//! it finishes; a group creates each member's exit future only when the member to its right
+//! has finished, with the outcome the rule gives at that moment, and keeps the failure it
+//! shows in place until that exit finishes. Nothing depends on how a future is polled, so a
+//! third-party wrapper that forwards `exit` to the handle it wraps — `self.inner.exit(r,
+//! outcome)` — passes the rule on unchanged.
 //!
 //! # Managers that depend on each other
 //!
@@ -111,26 +124,13 @@ mod tuple;
 
 pub use self::error::{Fault, FaultList, Faults, GroupError};
 
-use crate::outcome::{Failure, Outcome, Status};
+use crate::lend::Shows;
+use crate::outcome::{Outcome, newest};
 
-/// Stands for the body's error when an exit future of a group is polled through
-/// `Future::poll` instead of [`AsyncExit::poll_exit`], which is the only way the error can
-/// be lent again.
-struct Unlent;
-
-impl core::fmt::Debug for Unlent {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str("<the body's error, not lent: exit polled without `poll_exit`>")
-    }
-}
-
-/// The outcome to show when a group's exit future is polled without one: the status it was
-/// created with, with a stand-in for the body's error.
-fn outcome_of(status: Status) -> Outcome<'static> {
-    static UNLENT: Unlent = Unlent;
-    match status {
-        Status::Success => Outcome::Success,
-        Status::Failure => Outcome::Failure(Failure::new(&UNLENT)),
-        Status::Panicked => Outcome::Panicked,
+/// A group keeps the newest failure before an exit in an `Option` lent to that exit.
+impl<E: core::fmt::Debug + core::any::Any + Sync> Shows for Option<E> {
+    #[inline]
+    fn shows<'v>(&'v self, outer: Outcome<'v>) -> Outcome<'v> {
+        newest(self.as_ref(), outer)
     }
 }

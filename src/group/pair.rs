@@ -9,10 +9,10 @@ use core::task::{Context, Poll, ready};
 use pin_project_lite::pin_project;
 
 use super::error::Fault;
-use super::outcome_of;
 use crate::guard::OnUnwind;
+use crate::lend::{Lend, unreachable_phase};
 use crate::manager::{AsyncEnter, AsyncExit};
-use crate::outcome::{Failure, Outcome, Status, newest};
+use crate::outcome::Outcome;
 
 /// The left side of a [`Pair`]: a manager whose errors can be kept per position.
 ///
@@ -81,12 +81,16 @@ type PairFaults<L, R> = (
     Option<Fault<<R as AsyncEnter>::Error>>,
 );
 
-type ExitFuture<M> = <<M as AsyncEnter>::Exit as AsyncExit<<M as AsyncEnter>::Resource>>::Future;
+type ExitFuture<'o, M> =
+    <<M as AsyncEnter>::Exit as AsyncExit<<M as AsyncEnter>::Resource>>::Future<'o>;
+
+/// The right member's error, lent to the left member's exit future while it runs.
+type LeftExit<'o, L, R> = Lend<Option<<R as AsyncEnter>::Error>, (), ExitFuture<'o, L>>;
 
 impl<L, R> AsyncEnter for Pair<L, R>
 where
     L: Member,
-    R: AsyncEnter<Error: fmt::Debug + 'static>,
+    R: AsyncEnter<Error: fmt::Debug + Sync + 'static>,
 {
     type Resource = (L::Resource, R::Resource);
     type Error = PairFaults<L, R>;
@@ -107,7 +111,7 @@ where
 impl<L, R> Member for Pair<L, R>
 where
     L: Member,
-    R: AsyncEnter<Error: fmt::Debug + 'static>,
+    R: AsyncEnter<Error: fmt::Debug + Sync + 'static>,
 {
     type Faults = PairFaults<L, R>;
 
@@ -130,7 +134,8 @@ fn cancel<M: AsyncEnter>((resource, exit): (M::Resource, M::Exit)) {
 
 pin_project! {
     /// Enter future of a [`Pair`]: enters the left member, then the right one; if the right
-    /// one fails, exits the left one (which sees that failure) before resolving.
+    /// one fails, exits the left one (which sees that failure, lent for its whole exit) before
+    /// resolving.
     ///
     /// Dropped while entering the right manager, it drops that enter future and then cancels
     /// the left member.
@@ -151,11 +156,16 @@ pin_project! {
     {
         fn drop(this: Pin<&mut Self>) {
             let mut state = this.project().state;
-            if let EnterProj::Right { .. } = state.as_mut().project() {
-                // `project_replace` drops the right enter future in place first.
-                if let EnterReplace::Right { resource, exit, .. } = state.project_replace(EnterState::Done) {
-                    exit.cancel(resource);
+            match state.as_mut().project() {
+                EnterProj::Right { .. } => {
+                    // `project_replace` drops the right enter future in place first.
+                    if let EnterReplace::Right { resource, exit, .. } = state.project_replace(EnterState::Done) {
+                        exit.cancel(resource);
+                    }
                 }
+                // The left exit future goes first, then the error it borrows.
+                EnterProj::Unwind { lend } => drop(lend.take()),
+                _ => {}
             }
         }
     }
@@ -171,7 +181,9 @@ pin_project! {
     {
         Left { #[pin] future: L::Enter, right: R },
         Right { #[pin] future: R::Enter, resource: L::Resource, exit: L::Exit },
-        Unwind { #[pin] future: ExitFuture<L>, error: R::Error },
+        // The outcome shown is the right member's error, kept in the lend: `'static` stands
+        // for the lend's own life.
+        Unwind { #[pin] lend: LeftExit<'static, L, R> },
         Done,
     }
 }
@@ -179,7 +191,7 @@ pin_project! {
 impl<L, R> Future for PairEnter<L, R>
 where
     L: Member,
-    R: AsyncEnter<Error: fmt::Debug + 'static>,
+    R: AsyncEnter<Error: fmt::Debug + Sync + 'static>,
 {
     type Output = Result<((L::Resource, R::Resource), PairExit<L, R>), PairFaults<L, R>>;
 
@@ -226,22 +238,25 @@ where
                     )));
                 }
                 Err(error) => {
-                    let future = exit.exit(resource, Outcome::Failure(Failure::new(&error)));
-                    state.set(EnterState::Unwind { future, error });
+                    state.set(EnterState::Unwind {
+                        lend: Lend::new(Some(error), ()),
+                    });
+                    let EnterProj::Unwind { lend } = state.as_mut().project() else {
+                        unreachable!()
+                    };
+                    // The error is what the lend shows; the outer outcome is never shown.
+                    lend.start_exit(exit, resource, Outcome::Success);
                 }
             }
         }
-        let EnterProj::Unwind { future, error } = state.as_mut().project() else {
+        let EnterProj::Unwind { mut lend } = state.as_mut().project() else {
             panic!("`PairEnter` polled after completion")
         };
-        let exited = ready!(L::Exit::poll_exit(
-            future,
-            cx,
-            Outcome::Failure(Failure::new(&*error))
-        ));
-        let EnterReplace::Unwind { error, .. } = state.project_replace(EnterState::Done) else {
-            unreachable!()
+        let exited = ready!(lend.as_mut().poll(cx));
+        let Some((Some(error), ())) = lend.take() else {
+            unreachable_phase()
         };
+        state.set(EnterState::Done);
         let left = match exited {
             Ok(()) => L::no_faults(),
             Err(x) => L::faults(Fault::Exit(x)),
@@ -277,20 +292,24 @@ impl<L: Member, R: AsyncEnter> fmt::Debug for PairExit<L, R> {
 impl<L, R> AsyncExit<(L::Resource, R::Resource)> for PairExit<L, R>
 where
     L: Member,
-    R: AsyncEnter<Error: fmt::Debug + 'static>,
+    R: AsyncEnter<Error: fmt::Debug + Sync + 'static>,
 {
     type Error = PairFaults<L, R>;
-    type Future = PairExitFuture<L, R>;
+    type Future<'o> = PairExitFuture<'o, L, R>;
 
     #[inline]
-    fn exit(self, (left, right): (L::Resource, R::Resource), outcome: Outcome<'_>) -> Self::Future {
+    fn exit<'o>(
+        self,
+        (left, right): (L::Resource, R::Resource),
+        outcome: Outcome<'o>,
+    ) -> Self::Future<'o> {
         // The left member has not exited: should the right one's `exit()` panic, it gets
         // `cancel`.
         let guard = OnUnwind::new((left, self.left), cancel::<L>);
         let future = self.right.exit(right, outcome);
         let (resource, exit) = guard.defuse();
         PairExitFuture {
-            status: outcome.status(),
+            outer: outcome,
             state: ExitState::Right {
                 future,
                 exit,
@@ -304,50 +323,43 @@ where
         self.right.cancel(right);
         self.left.cancel(left);
     }
-
-    #[inline]
-    fn poll_exit(
-        future: Pin<&mut Self::Future>,
-        cx: &mut Context<'_>,
-        outcome: Outcome<'_>,
-    ) -> Poll<Result<(), Self::Error>> {
-        future.poll_with(cx, outcome)
-    }
 }
 
 pin_project! {
     /// Exit future of a [`Pair`]: the right manager's exit, then the left member's, which
-    /// sees the right one's failure if it failed and the body's outcome otherwise.
+    /// sees the right one's failure (lent for its whole exit) if it failed, and the outcome
+    /// the pair was given otherwise.
     ///
     /// Dropped while the right manager exits, it drops that exit future and then cancels the
     /// left member.
-    ///
-    /// Polled through [`AsyncExit::poll_exit`] (as [`WithFuture`](crate::WithFuture) does),
-    /// the left member sees the body's error itself; polled as a plain `Future`, it sees a
-    /// stand-in for it with the same [`Status`].
     #[must_use = "futures do nothing unless you `.await` or poll them"]
-    pub struct PairExitFuture<L, R>
+    pub struct PairExitFuture<'o, L, R>
     where
         L: Member,
         R: AsyncEnter,
     {
-        status: Status,
+        outer: Outcome<'o>,
         #[pin]
-        state: ExitState<L, R>,
+        state: ExitState<'o, L, R>,
     }
 
-    impl<L, R> PinnedDrop for PairExitFuture<L, R>
+    impl<'o, L, R> PinnedDrop for PairExitFuture<'o, L, R>
     where
         L: Member,
         R: AsyncEnter,
     {
         fn drop(this: Pin<&mut Self>) {
             let mut state = this.project().state;
-            if let ExitProj::Right { .. } = state.as_mut().project() {
-                // `project_replace` drops the right exit future in place first.
-                if let ExitReplace::Right { resource, exit, .. } = state.project_replace(ExitState::Done) {
-                    exit.cancel(resource);
+            match state.as_mut().project() {
+                ExitProj::Right { .. } => {
+                    // `project_replace` drops the right exit future in place first.
+                    if let ExitReplace::Right { resource, exit, .. } = state.project_replace(ExitState::Done) {
+                        exit.cancel(resource);
+                    }
                 }
+                // The left exit future goes first, then the error it borrows.
+                ExitProj::Left { lend } => drop(lend.take()),
+                ExitProj::Done => {}
             }
         }
     }
@@ -356,51 +368,52 @@ pin_project! {
 pin_project! {
     #[project = ExitProj]
     #[project_replace = ExitReplace]
-    enum ExitState<L, R>
+    enum ExitState<'o, L, R>
     where
         L: Member,
         R: AsyncEnter,
     {
-        Right { #[pin] future: ExitFuture<R>, exit: L::Exit, resource: L::Resource },
-        Left { #[pin] future: ExitFuture<L>, right: Option<R::Error> },
+        Right { #[pin] future: ExitFuture<'o, R>, exit: L::Exit, resource: L::Resource },
+        Left { #[pin] lend: LeftExit<'o, L, R> },
         Done,
     }
 }
 
-impl<L, R> PairExitFuture<L, R>
+impl<L, R> Future for PairExitFuture<'_, L, R>
 where
     L: Member,
-    R: AsyncEnter<Error: fmt::Debug + 'static>,
+    R: AsyncEnter<Error: fmt::Debug + Sync + 'static>,
 {
+    type Output = Result<(), PairFaults<L, R>>;
+
     #[inline]
-    fn poll_with(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        outcome: Outcome<'_>,
-    ) -> Poll<Result<(), PairFaults<L, R>>> {
-        let mut state = self.project().state;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut state = this.state;
         if let ExitProj::Right { future, .. } = state.as_mut().project() {
-            let exited = ready!(R::Exit::poll_exit(future, cx, outcome));
+            let exited = ready!(future.poll(cx));
             let ExitReplace::Right { exit, resource, .. } =
                 state.as_mut().project_replace(ExitState::Done)
             else {
                 unreachable!()
             };
-            let right = exited.err();
-            let future = exit.exit(resource, newest(right.as_ref(), outcome));
-            state.set(ExitState::Left { future, right });
+            state.set(ExitState::Left {
+                lend: Lend::new(exited.err(), ()),
+            });
+            let ExitProj::Left { lend } = state.as_mut().project() else {
+                unreachable!()
+            };
+            // Shows the right member's error if it failed, the pair's outcome otherwise.
+            lend.start_exit(exit, resource, *this.outer);
         }
-        let ExitProj::Left { future, right } = state.as_mut().project() else {
+        let ExitProj::Left { mut lend } = state.as_mut().project() else {
             panic!("`PairExitFuture` polled after completion")
         };
-        let exited = ready!(L::Exit::poll_exit(
-            future,
-            cx,
-            newest(right.as_ref(), outcome)
-        ));
-        let ExitReplace::Left { right, .. } = state.project_replace(ExitState::Done) else {
-            unreachable!()
+        let exited = ready!(lend.as_mut().poll(cx));
+        let Some((right, ())) = lend.take() else {
+            unreachable_phase()
         };
+        state.set(ExitState::Done);
         Poll::Ready(match (exited, right) {
             (Ok(()), None) => Ok(()),
             (left, right) => Err((
@@ -412,21 +425,7 @@ where
     }
 }
 
-impl<L, R> Future for PairExitFuture<L, R>
-where
-    L: Member,
-    R: AsyncEnter<Error: fmt::Debug + 'static>,
-{
-    type Output = Result<(), PairFaults<L, R>>;
-
-    #[inline]
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let outcome = outcome_of(self.status);
-        self.poll_with(cx, outcome)
-    }
-}
-
-impl<L: Member, R: AsyncEnter> fmt::Debug for PairExitFuture<L, R> {
+impl<L: Member, R: AsyncEnter> fmt::Debug for PairExitFuture<'_, L, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let phase = match self.state {
             ExitState::Right { .. } => "ExitRight",

@@ -9,10 +9,9 @@ use core::task::{Context, Poll, ready};
 use pin_project_lite::pin_project;
 
 use super::error::{Fault, GroupError};
-use super::outcome_of;
 use super::pair::{Leaf, Pair};
 use crate::manager::{AsyncEnter, AsyncExit};
-use crate::outcome::{Outcome, Status};
+use crate::outcome::Outcome;
 
 mod sealed {
     pub trait Sealed {}
@@ -41,7 +40,7 @@ pub trait Shape: sealed::Sealed {
 type Nested<T> = <T as Shape>::Nested;
 type NestedExit<T> = <Nested<T> as AsyncEnter>::Exit;
 type NestedResource<T> = <Nested<T> as AsyncEnter>::Resource;
-type NestedExitFuture<T> = <NestedExit<T> as AsyncExit<NestedResource<T>>>::Future;
+type NestedExitFuture<'o, T> = <NestedExit<T> as AsyncExit<NestedResource<T>>>::Future<'o>;
 
 pin_project! {
     /// Enter future of a tuple of managers: enters them left to right.
@@ -86,12 +85,11 @@ impl<T: Shape> fmt::Debug for TupleExit<T> {
 
 impl<T: Shape> AsyncExit<T::Resource> for TupleExit<T> {
     type Error = GroupError<T::Faults>;
-    type Future = TupleExitFuture<T>;
+    type Future<'o> = TupleExitFuture<'o, T>;
 
     #[inline]
-    fn exit(self, resource: T::Resource, outcome: Outcome<'_>) -> Self::Future {
+    fn exit<'o>(self, resource: T::Resource, outcome: Outcome<'o>) -> Self::Future<'o> {
         TupleExitFuture {
-            status: outcome.status(),
             inner: self.inner.exit(T::unflatten(resource), outcome),
         }
     }
@@ -100,47 +98,33 @@ impl<T: Shape> AsyncExit<T::Resource> for TupleExit<T> {
     fn cancel(self, resource: T::Resource) {
         self.inner.cancel(T::unflatten(resource));
     }
-
-    #[inline]
-    fn poll_exit(
-        future: Pin<&mut Self::Future>,
-        cx: &mut Context<'_>,
-        outcome: Outcome<'_>,
-    ) -> Poll<Result<(), Self::Error>> {
-        let inner = future.project().inner;
-        let exited = ready!(NestedExit::<T>::poll_exit(inner, cx, outcome));
-        Poll::Ready(exited.map_err(|faults| GroupError::new(T::flatten_faults(faults))))
-    }
 }
 
 pin_project! {
     /// Exit future of a tuple of managers. Dropped mid-way, it drops the running exit future
-    /// and cancels the managers to its left.
-    ///
-    /// Polled as a plain `Future` rather than through [`AsyncExit::poll_exit`], the managers
-    /// after the first see a stand-in for the body's error, with the same [`Status`].
+    /// and cancels the managers to its left. It borrows the outcome it was given (`'o`) and
+    /// shows each member what [the rule](crate::group#what-each-exit-sees) says.
     #[must_use = "futures do nothing unless you `.await` or poll them"]
-    pub struct TupleExitFuture<T>
+    pub struct TupleExitFuture<'o, T>
     where
         T: Shape,
     {
-        status: Status,
         #[pin]
-        inner: NestedExitFuture<T>,
+        inner: NestedExitFuture<'o, T>,
     }
 }
 
-impl<T: Shape> Future for TupleExitFuture<T> {
+impl<T: Shape> Future for TupleExitFuture<'_, T> {
     type Output = Result<(), GroupError<T::Faults>>;
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let outcome = outcome_of(self.status);
-        TupleExit::<T>::poll_exit(self, cx, outcome)
+        let exited = ready!(self.project().inner.poll(cx));
+        Poll::Ready(exited.map_err(|faults| GroupError::new(T::flatten_faults(faults))))
     }
 }
 
-impl<T: Shape> fmt::Debug for TupleExitFuture<T> {
+impl<T: Shape> fmt::Debug for TupleExitFuture<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TupleExitFuture").finish_non_exhaustive()
     }
@@ -174,13 +158,13 @@ macro_rules! tuple_manager {
     ($len:literal: $(($i:tt $M:ident $m:ident $X:ident))+) => {
         impl<$($M),+> sealed::Sealed for ($($M,)+)
         where
-            $($M: AsyncEnter<Error: fmt::Debug + 'static>),+
+            $($M: AsyncEnter<Error: fmt::Debug + Sync + 'static>),+
         {
         }
 
         impl<$($M),+> Shape for ($($M,)+)
         where
-            $($M: AsyncEnter<Error: fmt::Debug + 'static>),+
+            $($M: AsyncEnter<Error: fmt::Debug + Sync + 'static>),+
         {
             type Nested = nested_type!($($M)+);
             type Resource = ($($M::Resource,)+);
@@ -214,7 +198,7 @@ macro_rules! tuple_manager {
         /// A tuple of managers is a manager: see the [module docs](crate::group).
         impl<$($M),+> AsyncEnter for ($($M,)+)
         where
-            $($M: AsyncEnter<Error: fmt::Debug + 'static>),+
+            $($M: AsyncEnter<Error: fmt::Debug + Sync + 'static>),+
         {
             type Resource = ($($M::Resource,)+);
             type Error = GroupError<($(Option<Fault<$M::Error>>,)+)>;

@@ -120,7 +120,7 @@ where
     Fut: Future<Output = Result<(), X>>,
 {
     type Error = X;
-    type Future = Fut;
+    type Future<'o> = Fut;
 
     fn exit(self, value: T, _outcome: Outcome<'_>) -> Fut {
         (self.close)(value)

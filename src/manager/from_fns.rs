@@ -8,19 +8,20 @@ use core::task::{Context, Poll, ready};
 use pin_project_lite::pin_project;
 
 use crate::manager::{AsyncEnter, AsyncExit};
-use crate::outcome::{Outcome, Status};
+use crate::outcome::Outcome;
 
 /// Builds a manager from an async `enter` and an async `exit` — Python's
 /// `@asynccontextmanager`, with no trait impl and no type to name.
 ///
 /// `enter` produces the resource (or an error); `exit` receives the resource back together
-/// with the body's [`Status`]. Both may be async closures or `async fn` items. A library can
-/// return the result as `impl AsyncEnter<Resource = .., Error = ..>`, or as
-/// `impl SendManager<..>` if callers will spawn it (see below).
+/// with the body's [`Outcome`], which it may hold across its awaits: the body's error stays
+/// where it is, inside the [`WithFuture`](crate::WithFuture), lent until exit finishes — no
+/// clone, no allocation. Both may be async closures or `async fn` items. A library can return
+/// the result as `impl AsyncEnter<Resource = .., Error = ..>`, or as `impl SendManager<..>` if
+/// callers will spawn it (see below).
 ///
-/// Exit closures get a [`Status`] rather than the full [`Outcome`], because an async closure
-/// keeps its arguments for as long as it runs and the outcome only borrows the body's error.
-/// To see the error itself, implement [`AsyncExit`] by hand.
+/// This is Python's `__aexit__(exc_type, exc, tb)`: `outcome.failure()` is the exception,
+/// [`Outcome::error`] its typed form, [`Outcome::status`] the commit-or-roll-back choice.
 ///
 /// If the [`WithFuture`](crate::WithFuture) is dropped mid-body, the exit closure does not run
 /// (it could not be awaited); the resource is dropped, or handed to the synchronous hook set
@@ -50,8 +51,8 @@ use crate::outcome::{Outcome, Status};
 /// ```
 ///
 /// `SendManager` is shorthand for these associated type bounds, which may also be written out:
-/// `AsyncEnter<Resource: Send, Error: Send, Enter: Send, Exit: Send + AsyncExit<R, Future: Send>>
-/// + Send`.
+/// `AsyncEnter<Resource: Send, Error: Send, Enter: Send,
+/// Exit: Send + for<'o> AsyncExit<R, Future<'o>: Send>> + Send`.
 ///
 /// # Examples
 ///
@@ -80,15 +81,13 @@ use crate::outcome::{Outcome, Status};
 /// assert_eq!(sent, Ok(3));
 /// # });
 /// ```
-pub fn from_fns<Enter, EnterFut, Exit, ExitFut, R, X>(
-    enter: Enter,
-    exit: Exit,
-) -> FromFns<Enter, Exit>
+pub fn from_fns<Enter, EnterFut, Exit, R, X>(enter: Enter, exit: Exit) -> FromFns<Enter, Exit>
 where
     Enter: FnOnce() -> EnterFut,
     EnterFut: Future<Output = Result<R, X>>,
-    Exit: FnOnce(R, Status) -> ExitFut,
-    ExitFut: Future<Output = Result<(), X>>,
+    // Lets the compiler infer the exit closure's argument types (`async |conn, outcome| ..`).
+    Exit: AsyncFnOnce(R, Outcome<'_>) -> Result<(), X>,
+    Exit: for<'o> ExitFn<'o, R, Error = X>,
 {
     FromFns {
         enter,
@@ -169,12 +168,11 @@ impl<Enter, Exit, Cancel> fmt::Debug for FromFns<Enter, Exit, Cancel> {
     }
 }
 
-impl<Enter, EnterFut, Exit, ExitFut, Cancel, R, X> AsyncEnter for FromFns<Enter, Exit, Cancel>
+impl<Enter, EnterFut, Exit, Cancel, R, X> AsyncEnter for FromFns<Enter, Exit, Cancel>
 where
     Enter: FnOnce() -> EnterFut,
     EnterFut: Future<Output = Result<R, X>>,
-    Exit: FnOnce(R, Status) -> ExitFut,
-    ExitFut: Future<Output = Result<(), X>>,
+    Exit: for<'o> ExitFn<'o, R, Error = X>,
     Cancel: CancelHook<R>,
 {
     type Resource = R;
@@ -284,17 +282,17 @@ impl<Exit, Cancel> fmt::Debug for FromFnsExit<Exit, Cancel> {
     }
 }
 
-impl<Exit, ExitFut, Cancel, R, X> AsyncExit<R> for FromFnsExit<Exit, Cancel>
+impl<Exit, Cancel, R, X> AsyncExit<R> for FromFnsExit<Exit, Cancel>
 where
-    Exit: FnOnce(R, Status) -> ExitFut,
-    ExitFut: Future<Output = Result<(), X>>,
+    Exit: for<'o> ExitFn<'o, R, Error = X>,
     Cancel: CancelHook<R>,
 {
     type Error = X;
-    type Future = ExitFut;
+    type Future<'o> = <Exit as ExitFn<'o, R>>::Future;
 
-    fn exit(self, resource: R, outcome: Outcome<'_>) -> ExitFut {
-        (self.exit)(resource, outcome.status())
+    #[inline]
+    fn exit<'o>(self, resource: R, outcome: Outcome<'o>) -> Self::Future<'o> {
+        self.exit.call(resource, outcome)
     }
 
     fn cancel(self, resource: R) {
@@ -306,6 +304,46 @@ mod sealed {
     pub trait Sealed {}
     impl Sealed for () {}
     impl<F> Sealed for super::OnCancel<F> {}
+
+    pub trait SealedExit<'o, R> {}
+    impl<'o, R, F, Fut, X> SealedExit<'o, R> for F
+    where
+        F: FnOnce(R, crate::Outcome<'o>) -> Fut,
+        Fut: core::future::Future<Output = Result<(), X>>,
+    {
+    }
+}
+
+/// An exit closure of [`from_fns`] for one outcome lifetime `'o`: implemented for every
+/// `FnOnce(R, Outcome<'o>) -> impl Future<Output = Result<(), X>>`, async closures and
+/// `async fn` items included. Sealed; it exists to name the closure's future, which may borrow
+/// the outcome (`'o`), as [`AsyncExit::Future`].
+///
+/// A generic function that takes an exit closure states it as
+/// `Exit: AsyncFnOnce(R, Outcome<'_>) -> Result<(), X>` (for the compiler to infer the closure's
+/// arguments) and `Exit: for<'o> ExitFn<'o, R, Error = X>` (for [`from_fns`]), as `from_fns`
+/// itself does.
+pub trait ExitFn<'o, R>: sealed::SealedExit<'o, R> {
+    /// The exit's error.
+    type Error;
+    /// The future the closure returns.
+    type Future: Future<Output = Result<(), Self::Error>>;
+    /// Calls the closure.
+    fn call(self, resource: R, outcome: Outcome<'o>) -> Self::Future;
+}
+
+impl<'o, R, F, Fut, X> ExitFn<'o, R> for F
+where
+    F: FnOnce(R, Outcome<'o>) -> Fut,
+    Fut: Future<Output = Result<(), X>>,
+{
+    type Error = X;
+    type Future = Fut;
+
+    #[inline]
+    fn call(self, resource: R, outcome: Outcome<'o>) -> Fut {
+        self(resource, outcome)
+    }
 }
 
 /// What a [`from_fns`] manager does with the resource when the body is cancelled: `()` drops

@@ -10,8 +10,6 @@ pub(crate) mod send;
 
 use core::fmt::Debug;
 use core::future::Future;
-use core::pin::Pin;
-use core::task::{Context, Poll};
 
 use crate::body::Body;
 use crate::outcome::Outcome;
@@ -59,9 +57,9 @@ use crate::with::{WithFuture, with};
 ///
 /// impl AsyncExit<u8> for SwitchOff {
 ///     type Error = Infallible;
-///     type Future = Ready<Result<(), Infallible>>;
+///     type Future<'o> = Ready<Result<(), Infallible>>;
 ///
-///     fn exit(self, brightness: u8, _outcome: Outcome<'_>) -> Self::Future {
+///     fn exit(self, brightness: u8, _outcome: Outcome<'_>) -> Self::Future<'_> {
 ///         assert_eq!(brightness, 50);
 ///         ready(Ok(()))
 ///     }
@@ -112,7 +110,7 @@ pub trait AsyncEnter {
         B: AsyncFnOnce(&mut Self::Resource) -> O,
         O: BodyOutput<Ok = T, Err = E>,
         B: for<'r> Body<'r, Self::Resource, Ok = T, Err = E>,
-        E: Debug + 'static,
+        E: Debug + Sync + 'static,
     {
         with(self, body)
     }
@@ -128,18 +126,94 @@ pub trait AsyncEnter {
 /// the [`WithFuture`] was dropped while the body was running, or when a destructor panicked
 /// between enter and exit.
 ///
-/// `exit` sees the body's [`Outcome`] only while it creates the exit future: the future itself
-/// cannot borrow the outcome, so whatever it needs (commit or roll back, a log line) is decided
-/// in `exit`.
+/// The exit future may borrow the [`Outcome`] for its whole run: [`Future<'o>`](AsyncExit::Future)
+/// names it for the outcome's lifetime, so an exit can log the body's error to a remote sink,
+/// await, and then decide, with the error still lent and nothing cloned. Whoever runs the exit
+/// ([`WithFuture`], a group, an exit stack) keeps the outcome in place until the exit future is
+/// gone; the future's output cannot borrow it.
+///
+/// # What each exit sees
+///
+/// The outcome is passed once, to `exit`, and an exit that runs other exits passes each of
+/// them the outcome it chooses when it creates their futures. So a wrapper that forwards
+/// `exit` to an inner handle — written the obvious way — shows the inner exit what it was
+/// shown itself, and nothing polls an exit future differently from any other future. The
+/// groups and the exit stack follow one rule, stated in [`group`](crate::group#what-each-exit-sees).
+///
+/// # Examples
+///
+/// A hand-written exit whose future keeps the outcome across its awaits:
+///
+/// ```
+/// use core::future::Future;
+/// use core::pin::Pin;
+/// use core::task::{Context, Poll};
+/// use async_with::{AsyncExit, Outcome};
+///
+/// /// Reports how the body ended, then releases (here: one poll each).
+/// struct Report<'log> {
+///     log: &'log core::cell::RefCell<Vec<String>>,
+/// }
+///
+/// struct ReportFuture<'log, 'o> {
+///     log: &'log core::cell::RefCell<Vec<String>>,
+///     outcome: Outcome<'o>,
+///     reported: bool,
+/// }
+///
+/// impl<'log, 'o> Future for ReportFuture<'log, 'o> {
+///     type Output = Result<(), ()>;
+///
+///     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), ()>> {
+///         if !self.reported {
+///             // The body's error, still lent after a first `Pending`.
+///             let line = format!("{:?}", self.outcome);
+///             self.log.borrow_mut().push(line);
+///             self.reported = true;
+///             cx.waker().wake_by_ref();
+///             return Poll::Pending;
+///         }
+///         Poll::Ready(Ok(()))
+///     }
+/// }
+///
+/// impl<'log> AsyncExit<u32> for Report<'log> {
+///     type Error = ();
+///     type Future<'o> = ReportFuture<'log, 'o>;
+///
+///     fn exit<'o>(self, _: u32, outcome: Outcome<'o>) -> ReportFuture<'log, 'o> {
+///         ReportFuture { log: self.log, outcome, reported: false }
+///     }
+/// }
+///
+/// # futures_executor::block_on(async {
+/// use async_with::{AsyncEnter, Error, with};
+///
+/// let log = core::cell::RefCell::new(Vec::new());
+/// // A manager whose exit handle is `Report` (written by hand as in `AsyncEnter`'s example):
+/// # struct Counter<'log>(&'log core::cell::RefCell<Vec<String>>);
+/// # impl<'log> AsyncEnter for Counter<'log> {
+/// #     type Resource = u32;
+/// #     type Error = ();
+/// #     type Exit = Report<'log>;
+/// #     type Enter = core::future::Ready<Result<(u32, Report<'log>), ()>>;
+/// #     fn enter(self) -> Self::Enter { core::future::ready(Ok((7, Report { log: self.0 }))) }
+/// # }
+/// let failed = with(Counter(&log), async |_| Err::<(), _>("sensor offline")).await;
+/// assert_eq!(failed, Err(Error::Body("sensor offline")));
+/// assert_eq!(*log.borrow(), [r#"Failure("sensor offline")"#]);
+/// # });
+/// ```
 pub trait AsyncExit<R> {
     /// The error of exiting.
     type Error;
 
-    /// The future that releases the resource.
-    type Future: Future<Output = Result<(), Self::Error>>;
+    /// The future that releases the resource; it may borrow the outcome (`'o`) for its
+    /// whole run.
+    type Future<'o>: Future<Output = Result<(), Self::Error>>;
 
     /// Starts releasing `resource` after the body ended with `outcome`.
-    fn exit(self, resource: R, outcome: Outcome<'_>) -> Self::Future;
+    fn exit<'o>(self, resource: R, outcome: Outcome<'o>) -> Self::Future<'o>;
 
     /// Releases `resource` synchronously because the body was cancelled: the [`WithFuture`]
     /// (or the group or stack holding this entry) was dropped before exit could run.
@@ -154,23 +228,5 @@ pub trait AsyncExit<R> {
         Self: Sized,
     {
         drop(resource);
-    }
-
-    /// Polls an exit future of this type, lending the body's outcome again.
-    ///
-    /// [`WithFuture`] and the groups of managers (tuples, arrays) poll exit futures through
-    /// this function, never through `Future::poll` directly, and pass the outcome on every
-    /// poll. The default ignores it and polls the future: an exit decides what to do in
-    /// [`exit`](AsyncExit::exit). Only an exit that runs other exits one after another
-    /// overrides it — a group shows each later member the body's outcome (or the newest
-    /// failure) when it creates that member's exit future, after the first poll.
-    #[inline]
-    fn poll_exit(
-        future: Pin<&mut Self::Future>,
-        cx: &mut Context<'_>,
-        outcome: Outcome<'_>,
-    ) -> Poll<Result<(), Self::Error>> {
-        let _ = outcome;
-        future.poll(cx)
     }
 }

@@ -88,9 +88,9 @@ pub struct NoExit;
 
 impl<T> AsyncExit<T> for NoExit {
     type Error = Infallible;
-    type Future = Ready<Result<(), Infallible>>;
+    type Future<'o> = Ready<Result<(), Infallible>>;
 
-    fn exit(self, _value: T, _outcome: Outcome<'_>) -> Self::Future {
+    fn exit(self, _value: T, _outcome: Outcome<'_>) -> Self::Future<'_> {
         ready(Ok(()))
     }
 }

@@ -55,7 +55,7 @@ pub trait SendManager:
         Resource: Send,
         Error: Send,
         Enter: Send,
-        Exit: Send + AsyncExit<Self::Resource, Future: Send>,
+        Exit: Send + for<'o> AsyncExit<Self::Resource, Future<'o>: Send>,
     > + Send
 {
 }
@@ -65,7 +65,7 @@ impl<M> SendManager for M where
             Resource: Send,
             Error: Send,
             Enter: Send,
-            Exit: Send + AsyncExit<M::Resource, Future: Send>,
+            Exit: Send + for<'o> AsyncExit<M::Resource, Future<'o>: Send>,
         > + Send
 {
 }

@@ -1,7 +1,7 @@
 //! The exit stack's entries: heap cells that never move, each lending its resource while the
 //! stack lives.
 //!
-//! This module and `with/lend.rs` hold the crate's only `unsafe` code (the crate root denies
+//! This module and `lend.rs` hold the crate's only `unsafe` code (the crate root denies
 //! `unsafe_code`; each of the two allows it for itself). An [`Arena`] owns a list of
 //! boxed entries (type-erased as `D`, a `dyn` entry trait) and hands out `&mut` to the
 //! resource inside an entry from `&self`, the way typed-arena and bumpalo hand out `&mut T`
@@ -30,12 +30,40 @@
 //!    or by a join). The lent `&mut R` covers only the entry, never its `Link`.
 //! 5. `Arena<D>` is `Send` and `Sync` only when `D` is `Send`: its entries are created on the
 //!    thread that pushes them and dropped on the one that closes the stack.
+//!
+//! A close ([`Closing`]) adds the exit futures' borrow of the outcome. Each entry's exit
+//! future keeps the outcome it was shown until it finishes, but an entry's type is erased
+//! when it is pushed, before any outcome exists, so the future is stored for `'static` and
+//! shown an outcome whose lifetime is extended to `'static` here. It borrows the outer outcome
+//! (`'o`, whatever the stack's runner was shown) or the newest failure, an element of the
+//! close's own `Vec` of errors. Invariants of the close:
+//!
+//! 6. A `Closing<'o, ..>` owns the entries being closed (the arena was moved into it; the
+//!    stack is left empty and closed), so no entry can outlive it: leaking the close leaks the
+//!    entries with it, and nothing outside can reach or drop them later. Its type names `'o`,
+//!    so it cannot outlive the outer outcome.
+//! 7. Only the top entry's exit future exists at a time, and the `Vec` is pushed to (which may
+//!    move its elements) only after that entry has been popped, so the error an exit future
+//!    borrows stays in place while it lives. `Closing`'s `Drop` cancels (drops) the remaining
+//!    entries before its fields, the `Vec` among them, are dropped; moving a `Closing` moves
+//!    neither the boxed entries nor the `Vec`'s elements.
+//! 8. The exit future's output, `Result<(), H::Error>`, does not name the outcome's lifetime,
+//!    and [`AsyncExit::exit`](crate::AsyncExit::exit) is generic over it, so neither the
+//!    handle nor the future can keep the outcome beyond the future's own life (as in
+//!    `lend.rs`, invariant 4).
 
 use alloc::boxed::Box;
+use alloc::vec::Vec;
+use core::any::Any;
+use core::fmt::Debug;
 use core::marker::PhantomData;
 use core::mem::MaybeUninit;
 use core::pin::Pin;
 use core::ptr::{self, NonNull};
+use core::task::{Context, Poll, ready};
+
+use super::entry::StackEntry;
+use crate::outcome::{Outcome, newest};
 
 /// One entry's box: the link to the entry pushed before it, then the entry `E` — last, and
 /// the only field that names `E`, so that a `Node<D, E>` unsizes to a `Node<D>` (`E` erased to
@@ -190,6 +218,81 @@ impl<D: ?Sized> Drop for Arena<D> {
         // Newest first, in a loop: no recursion however many entries there are.
         while !self.head.get_mut().is_null() {
             self.pop();
+        }
+    }
+}
+
+/// A close under way: the entries (moved out of the stack), the failures so far, newest last,
+/// and the outcome the close was given (invariants 6 to 8).
+pub(crate) struct Closing<'o, X, D: ?Sized + StackEntry<X>> {
+    arena: Arena<D>,
+    errors: Vec<X>,
+    outer: Outcome<'o>,
+    /// Whether the top entry's exit has started.
+    started: bool,
+}
+
+// Nothing in a close is pinned inline: the entries live in their own heap cells.
+impl<X, D: ?Sized + StackEntry<X>> Unpin for Closing<'_, X, D> {}
+
+impl<'o, X, D: ?Sized + StackEntry<X>> Closing<'o, X, D> {
+    /// Closes the entries of `arena`, newest first, each seeing the newest failure or `outer`.
+    pub(crate) fn new(arena: Arena<D>, outer: Outcome<'o>) -> Self {
+        Closing {
+            arena,
+            errors: Vec::new(),
+            outer,
+            started: false,
+        }
+    }
+
+    /// How many entries are left to close.
+    pub(crate) fn len(&self) -> usize {
+        self.arena.len()
+    }
+
+    /// How many exits have failed so far.
+    pub(crate) fn failures(&self) -> usize {
+        self.errors.len()
+    }
+}
+
+impl<X: Debug + Any + Sync, D: ?Sized + StackEntry<X>> Closing<'_, X, D> {
+    /// Runs the exits, newest first; resolves to the failures, oldest first.
+    pub(crate) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Vec<X>> {
+        while let Some(mut top) = self.arena.top() {
+            if !self.started {
+                let seen = newest(self.errors.last(), self.outer);
+                // The outcome borrows `outer` (alive for `'o`, which this close cannot outlive)
+                // or the newest error in `errors`, which is not pushed to while this entry's
+                // future lives (invariant 7); the entry, and with it the future, is dropped
+                // by this close before either goes (invariant 6), and the future cannot pass
+                // the outcome on (invariant 8).
+                // SAFETY: the two types differ only in the outcome's lifetime; the borrow it
+                // stands for outlives the future that receives it, by the invariants above.
+                let seen = unsafe { core::mem::transmute::<Outcome<'_>, Outcome<'static>>(seen) };
+                top.as_mut().start(seen);
+                self.started = true;
+            }
+            let exited = ready!(top.poll_exit(cx));
+            self.started = false;
+            // The finished entry goes before its error joins the list (invariant 7).
+            self.arena.pop();
+            if let Err(error) = exited {
+                self.errors.push(error);
+            }
+        }
+        Poll::Ready(core::mem::take(&mut self.errors))
+    }
+}
+
+impl<X, D: ?Sized + StackEntry<X>> Drop for Closing<'_, X, D> {
+    fn drop(&mut self) {
+        // Cancelled mid-close: the exit under way is dropped, the rest cancelled, newest
+        // first, all before `errors` is dropped (invariant 7).
+        while let Some(top) = self.arena.top() {
+            top.cancel();
+            self.arena.pop();
         }
     }
 }

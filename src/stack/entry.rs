@@ -10,25 +10,25 @@ use core::task::{Context, Poll, ready};
 use pin_project_lite::pin_project;
 
 use crate::manager::AsyncExit;
-use crate::outcome::{Outcome, Status};
+use crate::outcome::Outcome;
 
 mod sealed {
     pub trait Sealed {}
+    pub trait SealedHandler<'o> {}
 }
 
 /// One entry of an exit stack, type-erased: every kind (an entered manager, an adopted value,
 /// a deferred closure, an exit handler) is "an exit that sees the outcome". Sealed: the stack
 /// makes its entries itself.
 pub trait StackEntry<X>: sealed::Sealed {
-    /// Starts the asynchronous exit, showing it `outcome`.
-    fn start(self: Pin<&mut Self>, outcome: Outcome<'_>);
+    /// Starts the asynchronous exit, showing it `outcome`, which its future keeps until it is
+    /// dropped. `'static` stands for the life of the close that owns the entry: only the
+    /// stack's close (in `arena.rs`) calls this, and it drops the entry before what the outcome
+    /// borrows.
+    fn start(self: Pin<&mut Self>, outcome: Outcome<'static>);
 
     /// Polls the exit started by [`start`](StackEntry::start); its error converted into `X`.
-    fn poll_exit(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        outcome: Outcome<'_>,
-    ) -> Poll<Result<(), X>>;
+    fn poll_exit(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), X>>;
 
     /// Synchronous release: an entry not yet exiting gets its cancel hook; an exit under way
     /// has its future dropped.
@@ -44,7 +44,7 @@ pin_project! {
         H: AsyncExit<R>,
     {
         Waiting { resource: R, exit: H },
-        Exiting { #[pin] future: H::Future },
+        Exiting { #[pin] future: H::Future<'static> },
         Done,
     }
 }
@@ -86,7 +86,7 @@ impl<R, H, X> StackEntry<X> for Registered<R, H, X>
 where
     H: AsyncExit<R, Error: Into<X>>,
 {
-    fn start(self: Pin<&mut Self>, outcome: Outcome<'_>) {
+    fn start(self: Pin<&mut Self>, outcome: Outcome<'static>) {
         let mut state = self.project().state;
         if let StateReplace::Waiting { resource, exit } =
             state.as_mut().project_replace(State::Done)
@@ -97,16 +97,12 @@ where
         }
     }
 
-    fn poll_exit(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        outcome: Outcome<'_>,
-    ) -> Poll<Result<(), X>> {
+    fn poll_exit(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), X>> {
         let mut state = self.project().state;
         let StateProj::Exiting { future } = state.as_mut().project() else {
             return Poll::Ready(Ok(()));
         };
-        let exited = ready!(H::poll_exit(future, cx, outcome));
+        let exited = ready!(future.poll(cx));
         state.set(State::Done);
         Poll::Ready(exited.map_err(Into::into))
     }
@@ -145,7 +141,7 @@ where
     Fut: Future<Output = Result<(), E>>,
 {
     type Error = E;
-    type Future = Fut;
+    type Future<'o> = Fut;
 
     fn exit(self, (): (), _outcome: Outcome<'_>) -> Fut {
         (self.f)()
@@ -170,15 +166,47 @@ impl<F> fmt::Debug for OnExit<F> {
     }
 }
 
-impl<F, Fut, E> AsyncExit<()> for OnExit<F>
+impl<F, E> AsyncExit<()> for OnExit<F>
 where
-    F: FnOnce(Status) -> Fut,
+    F: for<'o> OnExitFn<'o, Error = E>,
+{
+    type Error = E;
+    type Future<'o> = <F as OnExitFn<'o>>::Future;
+
+    fn exit<'o>(self, (): (), outcome: Outcome<'o>) -> Self::Future<'o> {
+        self.f.call(outcome)
+    }
+}
+
+/// An exit handler of [`ExitStack::push_exit`](super::ExitStack::push_exit) for one outcome
+/// lifetime `'o`: implemented for every `FnOnce(Outcome<'o>) -> impl Future<Output =
+/// Result<(), E>>`. Sealed; it names the handler's future, which may borrow the outcome.
+pub trait OnExitFn<'o>: sealed::SealedHandler<'o> {
+    /// The handler's error.
+    type Error;
+    /// The future the handler returns.
+    type Future: Future<Output = Result<(), Self::Error>>;
+    /// Calls the handler.
+    fn call(self, outcome: Outcome<'o>) -> Self::Future;
+}
+
+impl<'o, F, Fut, E> sealed::SealedHandler<'o> for F
+where
+    F: FnOnce(Outcome<'o>) -> Fut,
+    Fut: Future<Output = Result<(), E>>,
+{
+}
+
+impl<'o, F, Fut, E> OnExitFn<'o> for F
+where
+    F: FnOnce(Outcome<'o>) -> Fut,
     Fut: Future<Output = Result<(), E>>,
 {
     type Error = E;
     type Future = Fut;
 
-    fn exit(self, (): (), outcome: Outcome<'_>) -> Fut {
-        (self.f)(outcome.status())
+    #[inline]
+    fn call(self, outcome: Outcome<'o>) -> Fut {
+        self(outcome)
     }
 }

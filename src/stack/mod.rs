@@ -14,12 +14,13 @@ use core::pin::Pin;
 use core::ptr::NonNull;
 use core::task::{Context, Poll, ready};
 
-use self::arena::{Arena, Node};
+use self::arena::{Arena, Closing, Node};
 use crate::manager::closing::ClosingExit;
 use crate::manager::{AsyncEnter, AsyncExit};
-use crate::outcome::{Outcome, Status, newest};
+use crate::outcome::Outcome;
 
 pub use self::entry::StackEntry;
+pub use self::entry::OnExitFn;
 use self::entry::{Defer, OnExit, Registered};
 pub use self::error::CloseErrors;
 
@@ -121,7 +122,6 @@ pub type SendExitStack<'a, X> = ExitStack<'a, X, dyn StackEntry<X> + Send + 'a>;
 
 mod sealed {
     pub trait Sealed {}
-    pub trait SealedOutcome {}
     impl<X> Sealed for dyn super::StackEntry<X> + '_ {}
     impl<X> Sealed for dyn super::StackEntry<X> + Send + '_ {}
 }
@@ -312,10 +312,11 @@ impl<'a, X, D: ?Sized + StackEntry<X>> ExitStack<'a, X, D> {
     /// assert!(rolled_back.get());
     /// # });
     /// ```
-    pub fn push_exit<F, Fut, E>(&self, f: F)
+    pub fn push_exit<F, E>(&self, f: F)
     where
-        F: FnOnce(Status) -> Fut,
-        Fut: Future<Output = Result<(), E>>,
+        // Lets the compiler infer the closure's argument type (`async |outcome| ..`).
+        F: AsyncFnOnce(Outcome<'_>) -> Result<(), E>,
+        F: for<'o> OnExitFn<'o, Error = E>,
         E: Into<X>,
         D: EntryList<Registered<(), OnExit<F>, X>>,
     {
@@ -376,77 +377,57 @@ impl<'a, X, D: ?Sized + StackEntry<X>> ExitStack<'a, X, D> {
 
 impl<'a, X, D> ExitStack<'a, X, D>
 where
-    X: fmt::Debug + 'static,
+    X: fmt::Debug + Sync + 'static,
     D: ?Sized + StackEntry<X>,
 {
     /// Runs every exit, newest first; resolves to every failure, in order. Each exit sees
     /// the newest failure of the exits before it, or `Success`.
     ///
-    /// A second close runs nothing and resolves to `Ok(())`. Dropping the returned future
-    /// mid-way cancels the rest (see [Cancellation](ExitStack#cancellation)); the stack is
-    /// closed either way.
-    pub fn close(&mut self) -> CloseFuture<'_, 'a, X, D> {
-        CloseFuture {
-            stack: self,
-            closer: Closer::new(),
-            outcome: Succeeded,
-        }
+    /// The entries move into the returned future, and the stack is closed from this call on:
+    /// a second close runs nothing and resolves to `Ok(())`. Dropping the returned future
+    /// mid-way cancels the rest (see [Cancellation](ExitStack#cancellation)).
+    pub fn close(&mut self) -> CloseFuture<'_, 'a, 'static, X, D> {
+        self.close_with(Outcome::Success)
     }
 
     /// As [`close`](ExitStack::close), with the exits seeing `outcome` (until one fails) —
-    /// for a scope that ended with an error the caller still holds.
+    /// for a scope that ended with an error the caller still holds. The exits may keep it
+    /// across their awaits.
     ///
     /// ```
     /// # futures_executor::block_on(async {
-    /// use std::cell::Cell;
-    /// use async_with::{ExitStack, Failure, Outcome, Status};
+    /// use std::cell::RefCell;
+    /// use async_with::{ExitStack, Failure, Outcome};
     ///
-    /// let seen = Cell::new(None);
+    /// let seen = RefCell::new(Vec::new());
     /// let mut stack = ExitStack::<()>::new();
-    /// stack.push_exit(async |status: Status| { seen.set(Some(status)); Ok::<_, ()>(()) });
+    /// stack.push_exit(async |outcome| {
+    ///     seen.borrow_mut().push(format!("{outcome:?}"));
+    ///     Ok::<_, ()>(())
+    /// });
     ///
     /// let error = "parse failed";
     /// stack.close_with(Outcome::Failure(Failure::new(&error))).await.unwrap();
-    /// assert_eq!(seen.get(), Some(Status::Failure));
+    /// assert_eq!(*seen.borrow(), [r#"Failure("parse failed")"#]);
     /// # });
     /// ```
-    pub fn close_with<'o>(
-        &mut self,
-        outcome: Outcome<'o>,
-    ) -> CloseFuture<'_, 'a, X, D, Outcome<'o>> {
+    pub fn close_with<'o>(&mut self, outcome: Outcome<'o>) -> CloseFuture<'_, 'a, 'o, X, D> {
+        // The entries leave the stack now: whatever happens to the future (finished, dropped
+        // or leaked), the stack holds none of them.
+        self.closed = true;
         CloseFuture {
-            stack: self,
-            closer: Closer::new(),
-            outcome,
+            closing: Closing::new(self.arena.take(), outcome),
+            _stack: PhantomData,
         }
     }
+}
 
-    fn poll_close(
-        &mut self,
-        closer: &mut Closer<X>,
-        cx: &mut Context<'_>,
-        outcome: Outcome<'_>,
-    ) -> Poll<Result<(), CloseErrors<X>>> {
-        while let Some(mut top) = self.arena.top() {
-            let seen = newest(closer.errors.last(), outcome);
-            if !closer.started {
-                top.as_mut().start(seen);
-                closer.started = true;
-            }
-            let exited = ready!(top.poll_exit(cx, seen));
-            closer.started = false;
-            self.arena.pop();
-            if let Err(error) = exited {
-                closer.errors.push(error);
-            }
-        }
-        self.closed = true;
-        let errors = core::mem::take(&mut closer.errors);
-        Poll::Ready(if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(CloseErrors::new(errors))
-        })
+/// The failures of a close, as its result.
+fn close_result<X>(errors: Vec<X>) -> Result<(), CloseErrors<X>> {
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(CloseErrors::new(errors))
     }
 }
 
@@ -481,106 +462,44 @@ impl<X, D: ?Sized + StackEntry<X>> Drop for ExitStack<'_, X, D> {
     }
 }
 
-/// Progress of a close: the failures so far, and whether the top entry's exit has started.
-struct Closer<X> {
-    errors: Vec<X>,
-    started: bool,
-}
-
-// Nothing in a close is pinned: the entries live in their own heap cells.
-impl<X> Unpin for Closer<X> {}
-
-impl<X> Closer<X> {
-    fn new() -> Self {
-        Closer {
-            errors: Vec::new(),
-            started: false,
-        }
-    }
-}
-
-/// What the exits of a [`CloseFuture`] see before one fails: `Success` ([`Succeeded`], from
-/// [`close`](ExitStack::close)) or a lent [`Outcome`] (from
-/// [`close_with`](ExitStack::close_with)). Sealed.
-pub trait CloseOutcome: sealed::SealedOutcome + Unpin {
-    /// The outcome to show.
-    fn outcome(&self) -> Outcome<'_>;
-}
-
-/// The outcome [`close`](ExitStack::close) shows: success. A type of its own (rather than
-/// `Outcome::Success`) so that a `CloseFuture` is `Send` when its stack is: an `Outcome` may
-/// lend an error that is not `Sync`.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Succeeded;
-
-impl sealed::SealedOutcome for Succeeded {}
-impl sealed::SealedOutcome for Outcome<'_> {}
-
-impl CloseOutcome for Succeeded {
-    fn outcome(&self) -> Outcome<'_> {
-        Outcome::Success
-    }
-}
-
-impl CloseOutcome for Outcome<'_> {
-    fn outcome(&self) -> Outcome<'_> {
-        *self
-    }
-}
-
 /// Future of [`ExitStack::close`] and [`ExitStack::close_with`]: exits every entry, newest
-/// first.
+/// first, each seeing the newest failure or the outcome given (`'o`).
 ///
-/// Dropped before it finished, it cancels what is left (see
-/// [Cancellation](ExitStack#cancellation)).
+/// It owns the entries while it runs, and borrows the stack only to keep it from being used
+/// meanwhile. Dropped before it finished, it cancels what is left (see
+/// [Cancellation](ExitStack#cancellation)); leaked, it leaks them.
 #[must_use = "futures do nothing unless you `.await` or poll them"]
-pub struct CloseFuture<'s, 'a, X, D, O = Succeeded>
+pub struct CloseFuture<'s, 'a, 'o, X, D>
 where
-    X: fmt::Debug + 'static,
+    X: fmt::Debug + Sync + 'static,
     D: ?Sized + StackEntry<X>,
 {
-    stack: &'s mut ExitStack<'a, X, D>,
-    closer: Closer<X>,
-    outcome: O,
+    closing: Closing<'o, X, D>,
+    _stack: PhantomData<&'s mut ExitStack<'a, X, D>>,
 }
 
-impl<X, D, O: CloseOutcome> Future for CloseFuture<'_, '_, X, D, O>
+impl<X, D> Future for CloseFuture<'_, '_, '_, X, D>
 where
-    X: fmt::Debug + 'static,
+    X: fmt::Debug + Sync + 'static,
     D: ?Sized + StackEntry<X>,
 {
     type Output = Result<(), CloseErrors<X>>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.get_mut();
-        this.stack
-            .poll_close(&mut this.closer, cx, this.outcome.outcome())
+        let errors = ready!(self.get_mut().closing.poll(cx));
+        Poll::Ready(close_result(errors))
     }
 }
 
-impl<X, D, O> Drop for CloseFuture<'_, '_, X, D, O>
+impl<X, D> fmt::Debug for CloseFuture<'_, '_, '_, X, D>
 where
-    X: fmt::Debug + 'static,
-    D: ?Sized + StackEntry<X>,
-{
-    fn drop(&mut self) {
-        if !self.stack.closed {
-            // Cancelled mid-close: the exit under way is dropped, the rest cancelled.
-            self.stack.cancel_all();
-            self.stack.closed = true;
-        }
-    }
-}
-
-impl<X, D, O> fmt::Debug for CloseFuture<'_, '_, X, D, O>
-where
-    X: fmt::Debug + 'static,
+    X: fmt::Debug + Sync + 'static,
     D: ?Sized + StackEntry<X>,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CloseFuture")
-            .field("left", &self.stack.len())
-            .field("failures", &self.closer.errors.len())
+            .field("left", &self.closing.len())
+            .field("failures", &self.closing.failures())
             .finish()
     }
 }
@@ -610,7 +529,7 @@ where
 /// ```
 impl<'a, X, D> AsyncEnter for ExitStack<'a, X, D>
 where
-    X: fmt::Debug + 'static,
+    X: fmt::Debug + Sync + 'static,
     D: ?Sized + StackEntry<X>,
 {
     type Resource = Self;
@@ -629,73 +548,55 @@ pub struct StackExit;
 
 impl<'a, X, D> AsyncExit<ExitStack<'a, X, D>> for StackExit
 where
-    X: fmt::Debug + 'static,
+    X: fmt::Debug + Sync + 'static,
     D: ?Sized + StackEntry<X>,
 {
     type Error = CloseErrors<X>;
-    type Future = StackExitFuture<'a, X, D>;
+    type Future<'o> = StackExitFuture<'a, 'o, X, D>;
 
-    fn exit(self, stack: ExitStack<'a, X, D>, outcome: Outcome<'_>) -> Self::Future {
-        let mut close = StackExitFuture {
-            stack,
-            closer: Closer::new(),
-        };
-        // The newest entry's exit is created now, with the body's error itself.
-        if let Some(top) = close.stack.arena.top() {
-            top.start(outcome);
-            close.closer.started = true;
+    fn exit<'o>(self, mut stack: ExitStack<'a, X, D>, outcome: Outcome<'o>) -> Self::Future<'o> {
+        stack.closed = true;
+        StackExitFuture {
+            closing: Closing::new(stack.arena.take(), outcome),
+            _stack: PhantomData,
         }
-        close
-    }
-
-    fn poll_exit(
-        future: Pin<&mut Self::Future>,
-        cx: &mut Context<'_>,
-        outcome: Outcome<'_>,
-    ) -> Poll<Result<(), Self::Error>> {
-        let this = future.get_mut();
-        this.stack.poll_close(&mut this.closer, cx, outcome)
     }
 }
 
-/// Exit future of an [`ExitStack`] used as a manager: owns the stack and closes it.
-///
-/// Polled as a plain `Future` rather than through [`AsyncExit::poll_exit`] (which
-/// [`WithFuture`](crate::WithFuture) uses), the entries after the first see `Success`
-/// instead of the body's outcome.
+/// Exit future of an [`ExitStack`] used as a manager: owns the stack's entries and closes
+/// them, each seeing the newest failure or the body's outcome (`'o`).
 #[must_use = "futures do nothing unless you `.await` or poll them"]
-pub struct StackExitFuture<'a, X, D>
+pub struct StackExitFuture<'a, 'o, X, D>
 where
-    X: fmt::Debug + 'static,
+    X: fmt::Debug + Sync + 'static,
     D: ?Sized + StackEntry<X>,
 {
-    stack: ExitStack<'a, X, D>,
-    closer: Closer<X>,
+    closing: Closing<'o, X, D>,
+    _stack: PhantomData<ExitStack<'a, X, D>>,
 }
 
-impl<X, D> Future for StackExitFuture<'_, X, D>
+impl<X, D> Future for StackExitFuture<'_, '_, X, D>
 where
-    X: fmt::Debug + 'static,
+    X: fmt::Debug + Sync + 'static,
     D: ?Sized + StackEntry<X>,
 {
     type Output = Result<(), CloseErrors<X>>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.get_mut();
-        this.stack
-            .poll_close(&mut this.closer, cx, Outcome::Success)
+        let errors = ready!(self.get_mut().closing.poll(cx));
+        Poll::Ready(close_result(errors))
     }
 }
 
-impl<X, D> fmt::Debug for StackExitFuture<'_, X, D>
+impl<X, D> fmt::Debug for StackExitFuture<'_, '_, X, D>
 where
-    X: fmt::Debug + 'static,
+    X: fmt::Debug + Sync + 'static,
     D: ?Sized + StackEntry<X>,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StackExitFuture")
-            .field("left", &self.stack.len())
-            .field("failures", &self.closer.errors.len())
+            .field("left", &self.closing.len())
+            .field("failures", &self.closing.failures())
             .finish()
     }
 }

@@ -1,7 +1,4 @@
-//! [`with`] and its future, [`WithFuture`]; the self-borrow it rests on is in `lend`.
-
-#[allow(unsafe_code)]
-mod lend;
+//! [`with`] and its future, [`WithFuture`]; the self-borrows it rests on are in `crate::lend`.
 
 use core::any::Any;
 use core::fmt;
@@ -12,7 +9,7 @@ use core::task::{Context, Poll, ready};
 use futures_core::FusedFuture;
 use pin_project_lite::pin_project;
 
-use self::lend::{Lend, Unborrowing, unreachable_phase};
+use crate::lend::{Lend, Shows, Unborrowing, unreachable_phase};
 use crate::body::Body;
 use crate::error::Error;
 use crate::guard::OnUnwind;
@@ -218,7 +215,7 @@ where
     B: AsyncFnOnce(&mut M::Resource) -> O,
     O: BodyOutput<Ok = T, Err = E>,
     B: for<'r> Body<'r, M::Resource, Ok = T, Err = E>,
-    E: fmt::Debug + 'static,
+    E: fmt::Debug + Sync + 'static,
 {
     WithFuture {
         state: State::Start {
@@ -410,7 +407,7 @@ pin_project! {
         B: AsyncFnOnce(&mut u32) -> O,
         O: BodyOutput<Ok = T, Err = E>,
         B: for<'r> Body<'r, u32, Ok = T, Err = E>,
-        E: Debug + 'static,
+        E: Debug + Sync + 'static,
     {
         let counter = from_fns(async || Ok(0), async |count: u32, _status: Status| {
             log.borrow_mut().push(count);
@@ -499,13 +496,19 @@ pin_project! {
     {
         fn drop(this: Pin<&mut Self>) {
             let state = this.project().state;
-            if let StateProj::Body { lend } = state.project() {
-                // The body future is dropped inside `take`, before the resource moves. Should
-                // its destructor panic, the resource is still in place: the guard takes it
-                // while unwinding, and it gets `cancel` all the same.
-                let mut lend = OnUnwind::new(lend, cancel_lent::<M, B>);
-                cancel_lent::<M, B>(lend.get().as_mut());
-                let _ = lend.defuse();
+            match state.project() {
+                StateProj::Body { lend } => {
+                    // The body future is dropped inside `take`, before the resource moves.
+                    // Should its destructor panic, the resource is still in place: the guard
+                    // takes it while unwinding, and it gets `cancel` all the same.
+                    let mut lend = OnUnwind::new(lend, cancel_lent::<M, B>);
+                    cancel_lent::<M, B>(lend.get().as_mut());
+                    let _ = lend.defuse();
+                }
+                // The exit future goes first (it borrows the outcome), then the body's value,
+                // error or payload.
+                StateProj::Exit { lend } => drop(lend.take()),
+                _ => {}
             }
         }
     }
@@ -533,7 +536,14 @@ where
 type BodyLend<'a, M, B> =
     Lend<<M as AsyncEnter>::Resource, <M as AsyncEnter>::Exit, BodyFuture<'a, M, B>>;
 type BodyFuture<'a, M, B> = <B as Body<'a, <M as AsyncEnter>::Resource>>::Future;
-type ExitFuture<M> = <<M as AsyncEnter>::Exit as AsyncExit<<M as AsyncEnter>::Resource>>::Future;
+type ExitFuture<'a, M> =
+    <<M as AsyncEnter>::Exit as AsyncExit<<M as AsyncEnter>::Resource>>::Future<'a>;
+/// How the body ended, lent to the exit future that borrows it.
+type ExitLend<'a, M, B> = Lend<
+    Ended<<B as Body<'a, <M as AsyncEnter>::Resource>>::Ok, <B as Body<'a, <M as AsyncEnter>::Resource>>::Err>,
+    (),
+    ExitFuture<'a, M>,
+>;
 
 pin_project! {
     #[project = StateProj]
@@ -547,7 +557,7 @@ pin_project! {
         Start { manager: M, body: Unborrowing<M::Resource, B> },
         Enter { #[pin] future: M::Enter, body: Unborrowing<M::Resource, B> },
         Body { #[pin] lend: BodyLend<'a, M, B> },
-        Exit { #[pin] future: ExitFuture<M>, ended: Ended<B::Ok, B::Err> },
+        Exit { #[pin] lend: ExitLend<'a, M, B> },
         Done,
     }
 }
@@ -560,8 +570,9 @@ enum Ended<T, E> {
     Panicked(std::boxed::Box<dyn Any + Send>),
 }
 
-impl<T, E: fmt::Debug + Any> Ended<T, E> {
-    fn outcome(&self) -> Outcome<'_> {
+impl<T, E: fmt::Debug + Any + Sync> Shows for Ended<T, E> {
+    #[inline]
+    fn shows<'v>(&'v self, _outer: Outcome<'v>) -> Outcome<'v> {
         match self {
             Ended::Ok(_) => Outcome::Success,
             Ended::Err(error) => Outcome::Failure(Failure::new(error)),
@@ -588,7 +599,7 @@ where
     M: AsyncEnter,
     M::Resource: 'a,
     B: Body<'a, M::Resource>,
-    B::Err: fmt::Debug + 'static,
+    B::Err: fmt::Debug + Sync + 'static,
 {
     type Output = Result<B::Ok, Error<M::Error, B::Err>>;
 
@@ -634,7 +645,7 @@ where
                 if let Some(body) = body {
                     lend.as_mut().start(body);
                 }
-                lend.as_mut().poll_body(cx)
+                lend.as_mut().poll(cx)
             });
             let ended = match polled {
                 Ok(Poll::Pending) => return Poll::Pending,
@@ -647,13 +658,15 @@ where
             };
             start_exit(state.as_mut(), ended);
         }
-        let StateProj::Exit { future, ended } = state.as_mut().project() else {
+        let StateProj::Exit { mut lend } = state.as_mut().project() else {
             polled_after_completion()
         };
-        let exited = ready!(M::Exit::poll_exit(future, cx, ended.outcome()));
-        let StateReplace::Exit { ended, .. } = state.project_replace(State::Done) else {
+        let exited = ready!(lend.as_mut().poll(cx));
+        // The exit future is gone (`poll` dropped it): the body's value may leave the lend.
+        let Some((ended, ())) = lend.take() else {
             unreachable_phase()
         };
+        state.set(State::Done);
         Poll::Ready(match (ended, exited) {
             (Ended::Ok(value), Ok(())) => Ok(value),
             (Ended::Ok(_), Err(exit)) => Err(Error::Exit(exit)),
@@ -673,7 +686,7 @@ where
     M: AsyncEnter,
     M::Resource: 'a,
     B: Body<'a, M::Resource>,
-    B::Err: fmt::Debug + 'static,
+    B::Err: fmt::Debug + Sync + 'static,
 {
     let StateProj::Body { lend } = state.as_mut().project() else {
         unreachable_phase()
@@ -681,10 +694,16 @@ where
     let Some((resource, exit)) = lend.take() else {
         unreachable_phase()
     };
-    // Finished while `exit` runs: should it panic, the future stays finished.
-    state.set(State::Done);
-    let future = exit.exit(resource, ended.outcome());
-    state.set(State::Exit { future, ended });
+    // The body's value, error or payload goes into the exit phase's lend first; the exit
+    // future created next borrows the outcome it shows. Should `exit()` panic, the lend stays
+    // idle (no exit future): polling again panics, dropping drops the value.
+    state.set(State::Exit {
+        lend: Lend::new(ended, ()),
+    });
+    let StateProj::Exit { lend } = state.project() else {
+        unreachable_phase()
+    };
+    lend.start_exit(exit, resource, Outcome::Success);
 }
 
 #[cold]
@@ -698,7 +717,7 @@ where
     M: AsyncEnter,
     M::Resource: 'a,
     B: Body<'a, M::Resource>,
-    B::Err: fmt::Debug + 'static,
+    B::Err: fmt::Debug + Sync + 'static,
 {
     fn is_terminated(&self) -> bool {
         matches!(self.state, State::Done)
