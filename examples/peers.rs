@@ -23,7 +23,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use async_with::{AsyncExit, CloseErrors, Error, ExitStack, Outcome, Status, with};
+use async_with::{AsyncExit, CloseErrors, Error, ExitStack, Outcome, with};
 
 /// What can go wrong on the simulated network.
 #[derive(Debug, Clone, PartialEq)]
@@ -127,7 +127,7 @@ impl<'n> async_with::AsyncEnter for Connect<'n> {
 
 impl<'n> AsyncExit<Conn<'n>> for Hangup {
     type Error = NetError;
-    type Future = Closing<'n>;
+    type Future<'o> = Closing<'n>;
 
     fn exit(self, conn: Conn<'n>, outcome: Outcome<'_>) -> Closing<'n> {
         // A hand-written exit sees the error itself, not only that there was one.
@@ -210,7 +210,7 @@ async fn sync_all(
         ExitStack::<NetError>::new(),
         async |stack| -> Result<u64, NetError> {
             // Registered first, so it runs last: one LIFO order across every kind of entry.
-            stack.push_exit(async |status: Status| {
+            stack.push_exit(async |status: Outcome<'_>| {
                 net.say(format!("exit:  session log written ({status:?})"));
                 Ok::<_, NetError>(())
             });

@@ -13,7 +13,7 @@ use core::mem::size_of_val;
 use core::pin::{Pin, pin};
 use core::task::{Context, Poll, Waker};
 
-use async_with::{AsyncEnter, Error, Status, from_fns, with};
+use async_with::{AsyncEnter, Error, Outcome, from_fns, with};
 
 /// Errors of the simulated sensor.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -64,9 +64,14 @@ fn powered(sensor: &mut Sensor) -> impl AsyncEnter<Resource = &mut Sensor, Error
             sensor.power_up().await?;
             Ok(sensor)
         },
-        async |sensor: &mut Sensor, status: Status| {
-            println!("  exit:  power down (body ended: {status:?})");
-            sensor.power_down().await
+        async |sensor: &mut Sensor, outcome: Outcome<'_>| {
+            println!("  exit:  power down (body ended: {outcome:?})");
+            sensor.power_down().await?;
+            // The body's error is still lent after the await: no clone, no allocation.
+            if let Some(error) = outcome.error::<SensorError>() {
+                println!("  exit:  powered down after {error:?}");
+            }
+            Ok(())
         },
     )
 }

@@ -14,7 +14,7 @@ use std::task::{Context, Poll};
 
 use std::convert::Infallible;
 
-use async_with::{AsyncEnter, AsyncExit, Error, Outcome, Status, from_fns, with};
+use async_with::{AsyncEnter, AsyncExit, Error, Outcome, from_fns, with};
 
 /// A store shared by reference; every call takes one round trip (one `Pending`).
 struct Store {
@@ -78,9 +78,9 @@ impl<'s> AsyncEnter for Begin<'s> {
 
 impl<'s> AsyncExit<Tx<'s>> for Finish {
     type Error = DbError;
-    type Future = Then<Result<(), DbError>>;
+    type Future<'o> = Then<Result<(), DbError>>;
 
-    fn exit(self, tx: Tx<'s>, outcome: Outcome<'_>) -> Self::Future {
+    fn exit<'o>(self, tx: Tx<'s>, outcome: Outcome<'o>) -> Self::Future<'o> {
         let mut log = tx.store.log.borrow_mut();
         if outcome.is_success() {
             if tx.store.fail_commit {
@@ -147,7 +147,7 @@ fn audit<'s>(
             store.log.borrow_mut().push(format!("AUDIT start: {what}"));
             Ok(what)
         },
-        async move |what: &'static str, status: Status| {
+        async move |what: &'static str, status: Outcome<'_>| {
             Then::new(()).await; // the audit write is a round trip too
             let line = format!("AUDIT end: {what} ({status:?})");
             store.log.borrow_mut().push(line);

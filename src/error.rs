@@ -181,8 +181,8 @@ impl<X, E> Error<X, E> {
     /// impl From<u16> for AppError { fn from(e: u16) -> Self { AppError::Tx(e) } }
     /// impl From<core::convert::Infallible> for AppError { fn from(n: core::convert::Infallible) -> Self { match n {} } }
     ///
-    /// let lock = from_fns(async || Ok::<_, &str>(()), async |_: (), _: Status| Ok(()));
-    /// let tx = from_fns(async || Ok::<_, u16>(0_u32), async |_: u32, _: Status| Err(409_u16));
+    /// let lock = from_fns(async || Ok::<_, &str>(()), async |_: (), _: Outcome<'_>| Ok(()));
+    /// let tx = from_fns(async || Ok::<_, u16>(0_u32), async |_: u32, _: Outcome<'_>| Err(409_u16));
     /// let result = with((lock, null_context(())), async |_| {
     ///     with(tx, async |rows| -> Result<u32, AppError> {
     ///         *rows += 1;
@@ -274,7 +274,7 @@ impl<X> Error<X, Infallible> {
     /// #[derive(Debug, PartialEq)]
     /// struct Busy;
     ///
-    /// let lock = from_fns(async || Err::<u8, _>(Busy), async |_: u8, _: Status| Ok(()));
+    /// let lock = from_fns(async || Err::<u8, _>(Busy), async |_: u8, _: Outcome<'_>| Ok(()));
     /// let result = with(lock, async |n| *n += 1).await.map_err(|e| e.into_manager());
     /// assert_eq!(result, Err(Busy));
     /// # });

@@ -40,7 +40,7 @@
 //!             sensor.power_up().await?;
 //!             Ok(sensor)
 //!         },
-//!         async |sensor: &mut Sensor, _status: Status| sensor.power_down().await,
+//!         async |sensor: &mut Sensor, _status: Outcome<'_>| sensor.power_down().await,
 //!     )
 //! }
 //!

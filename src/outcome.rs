@@ -106,7 +106,7 @@ impl<'a> Outcome<'a> {
 /// async fn transfer(ledger: &mut Vec<&'static str>, funds: u32) -> Result<(), &'static str> {
 ///     let tx = from_fns(
 ///         async || Ok::<_, &str>(Vec::new()), // the pending writes
-///         async |writes: Vec<&'static str>, status: Status| {
+///         async |writes: Vec<&'static str>, status: Outcome<'_>| {
 ///             if status.is_success() {
 ///                 ledger.extend(writes); // an async commit would be awaited here
 ///             } // otherwise the writes are dropped: rolled back

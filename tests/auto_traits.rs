@@ -8,7 +8,7 @@ use core::pin::{Pin, pin};
 use core::task::{Context, Poll, Waker};
 use std::rc::Rc;
 
-use async_with::{Error, Status, closing, from_fns, null_context, with};
+use async_with::{Error, Outcome, closing, from_fns, null_context, with};
 use futures_core::FusedFuture;
 
 /// Compiles only if the type of `value` is `Send`.
@@ -82,7 +82,7 @@ fn send_with_from_fns_and_closing() {
                 yield_once().await;
                 Ok::<_, &'static str>(String::from("conn"))
             },
-            async |conn: String, status: Status| {
+            async |conn: String, status: Outcome<'_>| {
                 yield_once().await;
                 drop((conn, status));
                 Ok(())
@@ -122,7 +122,7 @@ fn not_send_with_rc_resource() {
     let fut = with(
         from_fns(
             async || Ok::<_, ()>(1_u32),
-            async move |_n: u32, _s: Status| {
+            async move |_n: u32, _s: Outcome<'_>| {
                 drop(rc);
                 Ok(())
             },
@@ -148,12 +148,13 @@ fn not_unpin() {
 
 #[test]
 fn send_without_sync() {
-    // `Cell<u32>` is `Send` but not `Sync`: as resource, error and output.
+    // `Cell<u32>` is `Send` but not `Sync`: as resource and output. (Not as the body's error:
+    // exit may hold it lent across awaits, so it must be `Sync` for the future to be `Send`.)
     let fut = with(null_context(Cell::new(1_u32)), async |c| {
         yield_once().await;
         c.set(c.get() + 1);
         if c.get() > 10 {
-            Err(Cell::new(0_u8))
+            Err(0_u8)
         } else {
             Ok(Cell::new(c.get()))
         }
@@ -171,7 +172,7 @@ fn send_without_sync() {
                 yield_once().await;
                 Ok::<_, ()>(Cell::new(7_u32))
             },
-            async move |c: Cell<u32>, _s: Status| {
+            async move |c: Cell<u32>, _s: Outcome<'_>| {
                 yield_once().await;
                 exits.set(exits.get() + 1);
                 assert_eq!((c.get(), exits.get()), (8, 1));
@@ -218,7 +219,7 @@ fn fused_and_debug_show_the_phase() {
                 yield_once().await;
                 Ok::<_, ()>(1_u32)
             },
-            async |_: u32, _: Status| {
+            async |_: u32, _: Outcome<'_>| {
                 yield_once().await;
                 Ok(())
             },
@@ -247,7 +248,7 @@ fn fused_after_enter_failure() {
     let fut = pin!(with(
         from_fns(
             async || Err::<u32, _>("no device"),
-            async |_: u32, _: Status| Ok(())
+            async |_: u32, _: Outcome<'_>| Ok(())
         ),
         async |n| Ok::<_, ()>(*n),
     ));
@@ -293,7 +294,7 @@ fn spawn_on_multi_thread_tokio() {
                         enter_log.lock().unwrap().push((id, "enter"));
                         Ok(vec![id])
                     },
-                    async move |v: Vec<usize>, status: Status| {
+                    async move |v: Vec<usize>, status: Outcome<'_>| {
                         tokio::task::yield_now().await;
                         assert_eq!(v, [id, id]);
                         let entry = if status.is_success() {

@@ -10,7 +10,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use async_with::{
-    AsyncEnter, Body, Error, FusedFuture, SendManager, Status, Value, WithFuture, from_fns,
+    AsyncEnter, Body, Error, FusedFuture, Outcome, SendManager, Status, Value, WithFuture, from_fns,
     null_context, with,
 };
 
@@ -21,8 +21,8 @@ fn recorded(
 ) -> impl AsyncEnter<Resource = u32, Error = &'static str> + '_ {
     from_fns(
         async move || if enter_fails { Err("busy") } else { Ok(1) },
-        async |_n: u32, status: Status| {
-            log.borrow_mut().push(status);
+        async |_n: u32, status: Outcome<'_>| {
+            log.borrow_mut().push(status.status());
             Ok(())
         },
     )
@@ -76,7 +76,7 @@ fn an_infallible_body_with_a_failing_manager_gives_the_manager_error_in_one_call
 
         let failing_exit = from_fns(
             async || Ok::<_, u8>(0_u8),
-            async |_n: u8, _status: Status| Err(7_u8),
+            async |_n: u8, _status: Outcome<'_>| Err(7_u8),
         );
         let result = with(failing_exit, async |n| Value(*n))
             .await
@@ -142,7 +142,7 @@ fn connect(peer: &str) -> impl SendManager<Resource = String, Error = std::io::E
     let peer = peer.to_owned();
     from_fns(
         async move || Ok(peer),
-        async |_peer: String, _status: Status| Ok(()),
+        async |_peer: String, _status: Outcome<'_>| Ok(()),
     )
 }
 
@@ -230,11 +230,11 @@ trait Bus: ErrorType {
     async fn transfer(&mut self, byte: u8) -> Result<u8, Self::Error>;
 }
 
-/// A generic driver: the only bound the body's error adds is `'static`.
+/// A generic driver: the only bounds the body's error adds are `Sync + 'static`.
 async fn read_register<BUS>(bus: BUS) -> Result<u8, Error<Infallible, BUS::Error>>
 where
     BUS: Bus,
-    BUS::Error: 'static,
+    BUS::Error: Sync + 'static,
 {
     with(null_context(bus), async |bus| bus.transfer(0x0f).await).await
 }

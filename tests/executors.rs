@@ -85,9 +85,9 @@ impl AsyncEnter for Device {
 
 impl AsyncExit<u32> for Close {
     type Error = String;
-    type Future = Step<Result<(), String>>;
+    type Future<'o> = Step<Result<(), String>>;
 
-    fn exit(self, value: u32, outcome: Outcome<'_>) -> Self::Future {
+    fn exit<'o>(self, value: u32, outcome: Outcome<'o>) -> Self::Future<'o> {
         // Exit sees how the body ended, including the error value.
         Step::new(&self.log, format!("exit {value} {outcome:?}"), Ok(()))
     }

@@ -102,10 +102,8 @@ use core::future::Future;
 use core::marker::PhantomData;
 use core::pin::{Pin, pin};
 use core::task::{Context, Poll, Waker, ready};
-use std::cell::RefCell;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
-use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::Wake;
 
@@ -262,21 +260,21 @@ enum Ev {
 }
 
 struct Shared {
-    log: RefCell<Vec<Ev>>,
+    log: Mutex<Vec<Ev>>,
     /// Per tracked value: who, what, how often dropped.
-    drops: RefCell<Vec<(Who, Thing, u32)>>,
+    drops: Mutex<Vec<(Who, Thing, u32)>>,
 }
 
 impl Shared {
-    fn new() -> Rc<Self> {
-        Rc::new(Shared {
-            log: RefCell::new(Vec::with_capacity(128)),
-            drops: RefCell::new(Vec::with_capacity(64)),
+    fn new() -> Arc<Self> {
+        Arc::new(Shared {
+            log: Mutex::new(Vec::with_capacity(128)),
+            drops: Mutex::new(Vec::with_capacity(64)),
         })
     }
 
     fn push(&self, ev: Ev) {
-        self.log.borrow_mut().push(ev);
+        self.log.lock().unwrap().push(ev);
     }
 
     fn violation(&self, what: String) {
@@ -286,15 +284,15 @@ impl Shared {
 
 /// A drop-counted member of every fixture value.
 struct Tracked {
-    shared: Rc<Shared>,
+    shared: Arc<Shared>,
     who: Who,
     thing: Thing,
     id: usize,
 }
 
 impl Tracked {
-    fn new(shared: &Rc<Shared>, who: Who, thing: Thing) -> Self {
-        let mut drops = shared.drops.borrow_mut();
+    fn new(shared: &Arc<Shared>, who: Who, thing: Thing) -> Self {
+        let mut drops = shared.drops.lock().unwrap();
         drops.push((who, thing, 0));
         Tracked {
             shared: shared.clone(),
@@ -307,7 +305,7 @@ impl Tracked {
 
 impl Drop for Tracked {
     fn drop(&mut self) {
-        self.shared.drops.borrow_mut()[self.id].2 += 1;
+        self.shared.drops.lock().unwrap()[self.id].2 += 1;
         if self.thing.ordered() {
             self.shared.push(Ev::Dropped(self.who, self.thing));
         }
@@ -440,7 +438,7 @@ impl<X: Newest, Y: Newest> Sees for Error<X, Y> {
 
 /// Drives one phase through its plan.
 struct Step {
-    shared: Rc<Shared>,
+    shared: Arc<Shared>,
     who: Who,
     phase: Phase,
     plan: Plan,
@@ -449,7 +447,7 @@ struct Step {
 }
 
 impl Step {
-    fn new(shared: &Rc<Shared>, who: Who, phase: Phase, plan: Plan) -> Self {
+    fn new(shared: &Arc<Shared>, who: Who, phase: Phase, plan: Plan) -> Self {
         Step {
             shared: shared.clone(),
             who,
@@ -483,14 +481,14 @@ impl Step {
 
 /// The manager at position `who`; `K` picks its error type, `S` what its exit expects to see.
 struct Mgr<const K: usize, S> {
-    shared: Rc<Shared>,
+    shared: Arc<Shared>,
     who: u8,
     plan: MgrPlan,
     _tracked: Tracked,
     _sees: PhantomData<fn() -> S>,
 }
 
-fn mgr<const K: usize, S>(shared: &Rc<Shared>, script: &Script, who: usize) -> Mgr<K, S> {
+fn mgr<const K: usize, S>(shared: &Arc<Shared>, script: &Script, who: usize) -> Mgr<K, S> {
     let who = u8::try_from(who).expect("few managers");
     Mgr {
         shared: shared.clone(),
@@ -583,7 +581,7 @@ struct Res {
 }
 
 struct MgrExit<const K: usize, S> {
-    shared: Rc<Shared>,
+    shared: Arc<Shared>,
     who: u8,
     plan: Plan,
     _tracked: Tracked,
@@ -592,7 +590,7 @@ struct MgrExit<const K: usize, S> {
 
 impl<const K: usize, S: Sees> AsyncExit<Res> for MgrExit<K, S> {
     type Error = MErr<K>;
-    type Future = ExitFut<K>;
+    type Future<'o> = ExitFut<K>;
 
     fn exit(self, resource: Res, outcome: Outcome<'_>) -> ExitFut<K> {
         let seen = match outcome {
@@ -686,7 +684,7 @@ struct BodyFut<'r> {
     _tracked: Tracked,
 }
 
-fn body<'r>(shared: &Rc<Shared>, plan: Plan, resources: Vec<&'r mut Res>) -> BodyFut<'r> {
+fn body<'r>(shared: &Arc<Shared>, plan: Plan, resources: Vec<&'r mut Res>) -> BodyFut<'r> {
     shared.push(Ev::BodyStart);
     BodyFut {
         resources,
@@ -1063,13 +1061,13 @@ struct Run {
     bad_drops: Vec<(Who, Thing, u32)>,
 }
 
-fn run_form(form: impl FnOnce(&Rc<Shared>) -> Driven) -> Run {
+fn run_form(form: impl FnOnce(&Arc<Shared>) -> Driven) -> Run {
     let shared = Shared::new();
     let driven = form(&shared);
-    let log = shared.log.borrow().clone();
+    let log = shared.log.lock().unwrap().clone();
     let bad_drops = shared
         .drops
-        .borrow()
+        .lock().unwrap()
         .iter()
         .filter(|(_, _, n)| *n != 1)
         .copied()
@@ -1088,7 +1086,7 @@ fn run_form(form: impl FnOnce(&Rc<Shared>) -> Driven) -> Run {
 /// What the exits of the nested form see, from the outside in.
 type W<X, Y> = Error<X, Y>;
 
-fn tuple2(sh: &Rc<Shared>, s: &Script) -> Driven {
+fn tuple2(sh: &Arc<Shared>, s: &Script) -> Driven {
     let managers = (mgr::<0, Direct>(sh, s, 0), mgr::<1, Direct>(sh, s, 1));
     let plan = s.body;
     let future = with(managers, async |(r0, r1)| {
@@ -1097,7 +1095,7 @@ fn tuple2(sh: &Rc<Shared>, s: &Script) -> Driven {
     drive(future, s.drop_after, summarize_group)
 }
 
-fn tuple3(sh: &Rc<Shared>, s: &Script) -> Driven {
+fn tuple3(sh: &Arc<Shared>, s: &Script) -> Driven {
     let managers = (
         mgr::<0, Direct>(sh, s, 0),
         mgr::<1, Direct>(sh, s, 1),
@@ -1110,7 +1108,7 @@ fn tuple3(sh: &Rc<Shared>, s: &Script) -> Driven {
     drive(future, s.drop_after, summarize_group)
 }
 
-fn tuple4(sh: &Rc<Shared>, s: &Script) -> Driven {
+fn tuple4(sh: &Arc<Shared>, s: &Script) -> Driven {
     let managers = (
         mgr::<0, Direct>(sh, s, 0),
         mgr::<1, Direct>(sh, s, 1),
@@ -1124,7 +1122,7 @@ fn tuple4(sh: &Rc<Shared>, s: &Script) -> Driven {
     drive(future, s.drop_after, summarize_group)
 }
 
-fn array<const N: usize>(sh: &Rc<Shared>, s: &Script) -> Driven {
+fn array<const N: usize>(sh: &Arc<Shared>, s: &Script) -> Driven {
     let managers: [Mgr<0, Direct>; N] = core::array::from_fn(|i| mgr(sh, s, i));
     let plan = s.body;
     let future = with(managers, async |resources: &mut [Res; N]| {
@@ -1134,7 +1132,7 @@ fn array<const N: usize>(sh: &Rc<Shared>, s: &Script) -> Driven {
 }
 
 fn nested2<const K0: usize, const K1: usize>(
-    sh: &Rc<Shared>,
+    sh: &Arc<Shared>,
     s: &Script,
     m0: Mgr<K0, W<MErr<K1>, BodyErr>>,
     m1: Mgr<K1, Direct>,
@@ -1150,7 +1148,7 @@ fn nested2<const K0: usize, const K1: usize>(
 }
 
 fn nested3<const K0: usize, const K1: usize, const K2: usize>(
-    sh: &Rc<Shared>,
+    sh: &Arc<Shared>,
     s: &Script,
     m0: Mgr<K0, W<MErr<K1>, W<MErr<K2>, BodyErr>>>,
     m1: Mgr<K1, W<MErr<K2>, BodyErr>>,
@@ -1173,7 +1171,7 @@ type Seen4<const K1: usize, const K2: usize, const K3: usize> =
     W<MErr<K1>, W<MErr<K2>, W<MErr<K3>, BodyErr>>>;
 
 fn nested4<const K0: usize, const K1: usize, const K2: usize, const K3: usize>(
-    sh: &Rc<Shared>,
+    sh: &Arc<Shared>,
     s: &Script,
     m0: Mgr<K0, Seen4<K1, K2, K3>>,
     m1: Mgr<K1, W<MErr<K2>, W<MErr<K3>, BodyErr>>>,

@@ -10,7 +10,7 @@ use core::pin::{Pin, pin};
 use core::task::{Context, Poll, Waker};
 
 use async_with::{
-    AsyncEnter, AsyncExit, Error, Outcome, Status, closing, from_fns, null_context, with,
+    AsyncEnter, AsyncExit, Error, Outcome, closing, from_fns, null_context, with,
 };
 
 mod counting_alloc;
@@ -109,9 +109,9 @@ impl<'t> AsyncEnter for Sensor<'t> {
 
 impl<'t> AsyncExit<u32> for PowerDown<'t> {
     type Error = &'static str;
-    type Future = Step<'t, Result<(), &'static str>>;
+    type Future<'o> = Step<'t, Result<(), &'static str>>;
 
-    fn exit(self, reading: u32, outcome: Outcome<'_>) -> Self::Future {
+    fn exit<'o>(self, reading: u32, outcome: Outcome<'o>) -> Self::Future<'o> {
         let label = match outcome.failure() {
             None => "exit:ok",
             Some(failure) if failure.downcast_ref::<&str>() == Some(&"bad reading") => {
@@ -289,7 +289,7 @@ fn from_fns_manager() {
                         trace.push("enter");
                         Ok::<_, &str>(40_u32)
                     },
-                    async |reading: u32, status: Status| {
+                    async |reading: u32, status: Outcome<'_>| {
                         yield_once().await;
                         assert_eq!(reading, 41);
                         trace.push(if status.is_success() {

@@ -69,14 +69,12 @@
 //! `.ci/run` runs this file under Miri with all features and Stacked Borrows only (it says
 //! why); natively in every feature set.
 
-use core::cell::{Cell, RefCell};
 use core::fmt;
 use core::future::Future;
 use core::pin::{Pin, pin};
 use core::task::{Context, Poll, Waker, ready};
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
-use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::Wake;
 
@@ -226,33 +224,33 @@ const TABLE_CAPACITY: usize = 64;
 
 /// What one scenario shares between its fixtures and the harness.
 struct Shared {
-    log: RefCell<Vec<Ev>>,
+    log: Mutex<Vec<Ev>>,
     /// Drop count per tracked value, indexed by [`Tracked::id`].
-    drops: RefCell<Vec<(u8, Thing, u32)>>,
+    drops: Mutex<Vec<(u8, Thing, u32)>>,
     /// Clones of wakers to wake after the outer poll returned.
-    deferred: RefCell<Vec<Waker>>,
+    deferred: Mutex<Vec<Waker>>,
     /// The inner level's output, summarised (the values themselves are dropped at once).
-    inner_output: Cell<Option<Out>>,
+    inner_output: Mutex<Option<Out>>,
 }
 
 impl Shared {
-    fn new() -> Rc<Self> {
-        Rc::new(Shared {
-            log: RefCell::new(Vec::with_capacity(LOG_CAPACITY)),
-            drops: RefCell::new(Vec::with_capacity(TABLE_CAPACITY)),
-            deferred: RefCell::new(Vec::with_capacity(TABLE_CAPACITY)),
-            inner_output: Cell::new(None),
+    fn new() -> Arc<Self> {
+        Arc::new(Shared {
+            log: Mutex::new(Vec::with_capacity(LOG_CAPACITY)),
+            drops: Mutex::new(Vec::with_capacity(TABLE_CAPACITY)),
+            deferred: Mutex::new(Vec::with_capacity(TABLE_CAPACITY)),
+            inner_output: Mutex::new(None),
         })
     }
 
     fn push(&self, ev: Ev) {
-        let mut log = self.log.borrow_mut();
+        let mut log = self.log.lock().unwrap();
         assert!(log.len() < log.capacity(), "fixture: event log full");
         log.push(ev);
     }
 
     fn defer(&self, waker: Waker) {
-        let mut deferred = self.deferred.borrow_mut();
+        let mut deferred = self.deferred.lock().unwrap();
         assert!(
             deferred.len() < deferred.capacity(),
             "fixture: too many deferred wakers"
@@ -261,21 +259,21 @@ impl Shared {
     }
 
     fn events(&self) -> Vec<Ev> {
-        self.log.borrow().clone()
+        self.log.lock().unwrap().clone()
     }
 }
 
 /// A drop-counted member of every fixture value.
 struct Tracked {
-    shared: Rc<Shared>,
+    shared: Arc<Shared>,
     level: u8,
     thing: Thing,
     id: usize,
 }
 
 impl Tracked {
-    fn new(shared: &Rc<Shared>, level: u8, thing: Thing) -> Self {
-        let mut drops = shared.drops.borrow_mut();
+    fn new(shared: &Arc<Shared>, level: u8, thing: Thing) -> Self {
+        let mut drops = shared.drops.lock().unwrap();
         assert!(drops.len() < drops.capacity(), "fixture: drop table full");
         drops.push((level, thing, 0));
         Tracked {
@@ -293,7 +291,7 @@ impl Tracked {
 
 impl Drop for Tracked {
     fn drop(&mut self) {
-        self.shared.drops.borrow_mut()[self.id].2 += 1;
+        self.shared.drops.lock().unwrap()[self.id].2 += 1;
         self.shared.push(Ev::Dropped(self.level, self.thing));
     }
 }
@@ -357,7 +355,7 @@ fn summarize(level: u8, output: &Output) -> Out {
 /// Drives one phase through its plan: logs every poll, wakes before every `Pending`, then
 /// finishes (or panics) once.
 struct Script {
-    shared: Rc<Shared>,
+    shared: Arc<Shared>,
     level: u8,
     phase: Phase,
     plan: PhasePlan,
@@ -366,7 +364,7 @@ struct Script {
 }
 
 impl Script {
-    fn new(shared: &Rc<Shared>, level: u8, phase: Phase, plan: PhasePlan) -> Self {
+    fn new(shared: &Arc<Shared>, level: u8, phase: Phase, plan: PhasePlan) -> Self {
         Script {
             shared: shared.clone(),
             level,
@@ -424,14 +422,14 @@ impl Script {
 
 /// The hand-written manager.
 struct Manager {
-    shared: Rc<Shared>,
+    shared: Arc<Shared>,
     level: u8,
     plan: LevelPlan,
     _tracked: Tracked,
 }
 
 impl Manager {
-    fn new(shared: &Rc<Shared>, level: u8, plan: LevelPlan) -> Self {
+    fn new(shared: &Arc<Shared>, level: u8, plan: LevelPlan) -> Self {
         Manager {
             shared: shared.clone(),
             level,
@@ -496,7 +494,7 @@ impl Future for EnterFut {
 
 /// The resource: knows its level and counts the body's polls.
 struct Res {
-    shared: Rc<Shared>,
+    shared: Arc<Shared>,
     level: u8,
     body_plan: PhasePlan,
     touched: u32,
@@ -505,7 +503,7 @@ struct Res {
 
 /// The exit handle.
 struct ExitHandle {
-    shared: Rc<Shared>,
+    shared: Arc<Shared>,
     level: u8,
     plan: PhasePlan,
     _tracked: Tracked,
@@ -513,7 +511,7 @@ struct ExitHandle {
 
 impl AsyncExit<Res> for ExitHandle {
     type Error = MgrErr;
-    type Future = ExitFut;
+    type Future<'o> = ExitFut;
 
     fn exit(self, resource: Res, outcome: Outcome<'_>) -> ExitFut {
         // Any panic of the body has been caught by now.
@@ -674,7 +672,7 @@ pin_project! {
     struct Inner {
         #[pin]
         future: WithFuture<'static, Manager, LeafFn>,
-        shared: Rc<Shared>,
+        shared: Arc<Shared>,
     }
 }
 
@@ -704,7 +702,7 @@ impl Future for Inner {
         }
         let out = summarize(1, &output);
         drop(output);
-        this.shared.inner_output.set(Some(out));
+        *this.shared.inner_output.lock().unwrap() = Some(out);
         this.shared.push(Ev::Returned(1));
         Poll::Ready(())
     }
@@ -798,7 +796,7 @@ where
             Ok(Poll::Pending) => {
                 // The "reactor": wake what was kept for later.
                 loop {
-                    let next = shared.deferred.borrow_mut().pop();
+                    let next = shared.deferred.lock().unwrap().pop();
                     match next {
                         Some(waker) => waker.wake(),
                         None => break,
@@ -824,7 +822,7 @@ where
     let before = allocations();
     slot.set(None);
     run.allocations += allocations() - before;
-    shared.deferred.borrow_mut().clear();
+    shared.deferred.lock().unwrap().clear();
     run
 }
 
@@ -1184,7 +1182,7 @@ fn check(scenario: &Scenario) -> Result<(), TestCaseError> {
     };
     let actual = [
         observed(&log, 0, outer_output),
-        observed(&log, 1, shared.inner_output.get()),
+        observed(&log, 1, *shared.inner_output.lock().unwrap()),
     ];
     let context = || format!("\nrun: {run:?}\nlog: {log:#?}");
 
@@ -1205,7 +1203,7 @@ fn check(scenario: &Scenario) -> Result<(), TestCaseError> {
     }
     prop_assert!(problems.is_empty(), "{:#?}{}", problems, context());
 
-    let drops = shared.drops.borrow().clone();
+    let drops = shared.drops.lock().unwrap().clone();
     let wrong: Vec<_> = drops.iter().filter(|(_, _, n)| *n != 1).collect();
     prop_assert!(
         wrong.is_empty(),

@@ -251,7 +251,7 @@ fn s2_enter_error_reaches_caller_unchanged() {
                 text: "busy".to_owned(),
             })
         },
-        async |_n: u32, _status: Status| -> Result<(), Detailed> {
+        async |_n: u32, _status: Outcome<'_>| -> Result<(), Detailed> {
             panic!("exit must not run after a failed enter")
         },
     );
@@ -589,7 +589,7 @@ fn s3_body_destructor_panic_during_drop_still_cancels() {
     let (drops, cancels) = (Cell::new(0), Cell::new(0));
     let manager = from_fns(
         || ready(Ok::<_, Fail>(Counted(&drops))),
-        |_: Counted<'_>, _: Status| ready(Ok(())),
+        |_: Counted<'_>, _: Outcome<'_>| ready(Ok(())),
     )
     .on_cancel(|_: Counted<'_>| cancels.set(cancels.get() + 1));
     let mut future = Box::pin(with(manager, |_: &mut Counted<'_>| PendingPanicsOnDrop));
@@ -635,7 +635,7 @@ fn s3_enter_destructor_panic_still_cancels_the_resource() {
     let (drops, cancels, bodies) = (Cell::new(0), Cell::new(0), Cell::new(0));
     let manager = from_fns(
         || EnterPanicsOnDrop(Some(Counted(&drops))),
-        |_: Counted<'_>, _: Status| ready(Ok(())),
+        |_: Counted<'_>, _: Outcome<'_>| ready(Ok(())),
     )
     .on_cancel(|_: Counted<'_>| cancels.set(cancels.get() + 1));
     let mut future = Box::pin(with(manager, async |_| bodies.set(1)));
@@ -714,9 +714,9 @@ impl<'l> AsyncEnter for Transaction<'l> {
 
 impl AsyncExit<Vec<u32>> for Finish<'_> {
     type Error = Infallible;
-    type Future = After<Result<(), Infallible>>;
+    type Future<'o> = After<Result<(), Infallible>>;
 
-    fn exit(self, rows: Vec<u32>, outcome: Outcome<'_>) -> Self::Future {
+    fn exit<'o>(self, rows: Vec<u32>, outcome: Outcome<'o>) -> Self::Future<'o> {
         let line = match outcome {
             Outcome::Success => format!("commit {rows:?}"),
             Outcome::Failure(failure) => {
@@ -1184,7 +1184,7 @@ fn s7_drop_during_body_default_cancel_drops_resource() {
     {
         let manager = from_fns(
             async move || Ok::<_, Fail>(Res::new(&enter_log, 3)),
-            async |_res: Res, _status: Status| {
+            async |_res: Res, _status: Outcome<'_>| {
                 exit_called.set(true);
                 Ok(())
             },
@@ -1214,7 +1214,7 @@ fn s7_drop_during_body_from_fns_on_cancel_hook() {
     {
         let manager = from_fns(
             async move || Ok::<_, Fail>(Res::new(&enter_log, 3)),
-            async |_res: Res, _status: Status| {
+            async |_res: Res, _status: Outcome<'_>| {
                 exit_called.set(true);
                 Ok(())
             },
@@ -1242,7 +1242,7 @@ fn s15_from_fns_on_cancel_does_not_run_after_completion() {
     let cancels = Cell::new(0);
     let manager = from_fns(
         async || Ok::<_, Fail>(1_u32),
-        async |_n: u32, _status: Status| Ok(()),
+        async |_n: u32, _status: Outcome<'_>| Ok(()),
     )
     .on_cancel(|_n: u32| cancels.set(cancels.get() + 1));
     let (out, _) = support::run(with(manager, async |n| Ok::<_, BodyError>(*n + 1)));
@@ -1403,7 +1403,7 @@ fn s8_panic_in_enter_or_exit_call_leaves_it_finished() {
                 }
                 ready(Ok(1))
             },
-            |_: u32, _: Status| -> Ready<Result<(), Fail>> { std::panic::panic_any(Payload(9)) },
+            |_: u32, _: Outcome<'_>| -> Ready<Result<(), Fail>> { std::panic::panic_any(Payload(9)) },
         )
         .on_cancel(|_: u32| cancels.set(cancels.get() + 1));
         let mut future = Box::pin(with(manager, async |n| *n += 1));
@@ -1632,7 +1632,7 @@ impl Future for ReleaseFuture<'_> {
 
 impl<'b> AsyncExit<Driver<'b>> for Release {
     type Error = Fail;
-    type Future = ReleaseFuture<'b>;
+    type Future<'o> = ReleaseFuture<'b>;
 
     fn exit(self, driver: Driver<'b>, outcome: Outcome<'_>) -> ReleaseFuture<'b> {
         driver.bus.log.push(match outcome.status() {
@@ -1728,8 +1728,8 @@ fn s15_from_fns_async_closures() {
             enter_log.push(EnterReady);
             Ok::<_, Fail>(Res::new(&enter_log, 1))
         },
-        async |res: Res, status: Status| {
-            res.log(exit_start(status, res.value));
+        async |res: Res, status: Outcome<'_>| {
+            res.log(exit_start(status.status(), res.value));
             Yield::new(1).await;
             res.log(ExitReady);
             drop(res);
@@ -1768,8 +1768,8 @@ fn s15_from_fns_exit_gets_failure_status() {
     let enter_log = log.clone();
     let manager = from_fns(
         async move || Ok::<_, Fail>(Res::new(&enter_log, 0)),
-        async |res: Res, status: Status| {
-            res.log(exit_start(status, res.value));
+        async |res: Res, status: Outcome<'_>| {
+            res.log(exit_start(status.status(), res.value));
             if status.is_success() {
                 Ok(())
             } else {
@@ -1799,7 +1799,7 @@ fn s15_from_fns_enter_error_skips_exit() {
             Yield::new(1).await;
             Err::<u32, Fail>("refused")
         },
-        async |_n: u32, _status: Status| {
+        async |_n: u32, _status: Outcome<'_>| {
             exit_called.set(true);
             Ok(())
         },
@@ -1814,9 +1814,9 @@ async fn open_counter() -> Result<u32, Fail> {
     Ok(7)
 }
 
-async fn close_counter(count: u32, status: Status) -> Result<(), Fail> {
+async fn close_counter(count: u32, status: Outcome<'_>) -> Result<(), Fail> {
     Yield::new(1).await;
-    match (count, status) {
+    match (count, status.status()) {
         (8, Status::Success) => Ok(()),
         _ => Err("unexpected close"),
     }
@@ -1857,8 +1857,8 @@ fn connect(log: &Log, address: &'static str) -> impl AsyncEnter<Resource = Res, 
                 Ok(Res::new(&log, address.len() as u32))
             }
         },
-        async |res: Res, status: Status| {
-            res.log(exit_start(status, res.value));
+        async |res: Res, status: Outcome<'_>| {
+            res.log(exit_start(status.status(), res.value));
             Yield::new(1).await;
             Ok(())
         },
@@ -1878,8 +1878,8 @@ fn connect_borrowed<'a>(
                 Ok(Res::new(log, address.len() as u32))
             }
         },
-        async |res: Res, status: Status| {
-            res.log(exit_start(status, res.value));
+        async |res: Res, status: Outcome<'_>| {
+            res.log(exit_start(status.status(), res.value));
             Ok(())
         },
     )

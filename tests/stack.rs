@@ -366,7 +366,7 @@ struct ConnExit {
 
 impl AsyncExit<Handle> for ConnExit {
     type Error = Fail;
-    type Future = Step;
+    type Future<'o> = Step;
 
     fn exit(self, handle: Handle, outcome: Outcome<'_>) -> Step {
         assert_eq!(handle.name, self.name, "exit got another entry's resource");
@@ -483,9 +483,9 @@ fn defer(stack: &ExitStack<'_, Fail>, log: &Log, name: char, plan: Plan) {
 fn push_exit(stack: &ExitStack<'_, Fail>, log: &Log, name: char, plan: Plan) {
     let token = Token::new(log, name);
     let log = log.clone();
-    stack.push_exit(async move |status: Status| {
+    stack.push_exit(async move |outcome: Outcome<'_>| {
         token.disarm();
-        note(&log, format!("{name} on_exit {status:?}"));
+        note(&log, format!("{name} on_exit {:?}", outcome.status()));
         Step::new(name, &log, plan).await
     });
 }
@@ -913,7 +913,7 @@ fn a_stack_entered_into_a_stack_shows_the_outer_outcome_to_every_inner_entry() {
                 .await
                 .unwrap();
             // B suspends: A's exit is created on a later poll and must still see the body's
-            // error, lent again through `AsyncExit::poll_exit`.
+            // error, which the close has kept lent since the stack's exit began.
             inner
                 .enter_context(conn(&log, 'B').exit(pending(1)))
                 .await
@@ -979,7 +979,7 @@ fn entries_with_different_error_types_convert_into_the_stack_error() {
             .unwrap();
         stack.adopt(7_u8, async |n: u8| Err::<(), u16>(u16::from(n) * 100));
         stack.defer(async || Err::<(), _>("flush failed"));
-        stack.push_exit(async |_: Status| Err::<(), _>(AppError::Code(1)));
+        stack.push_exit(async |_: Outcome<'_>| Err::<(), _>(AppError::Code(1)));
         stack.close().await.unwrap_err()
     });
     assert_eq!(
@@ -1640,7 +1640,7 @@ fn an_exit_panicking_mid_close_cancels_the_rest() {
     block_on(stack.enter_context(conn(&log, 'A'))).unwrap();
     stack.adopt(file(&log, 'F', OK), File::close);
     let token = Token::new(&log, 'P');
-    stack.push_exit(async move |_: Status| -> Result<(), Fail> {
+    stack.push_exit(async move |_: Outcome<'_>| -> Result<(), Fail> {
         token.disarm();
         Yield(1).await;
         std::panic::panic_any("exit panicked")
@@ -1773,7 +1773,7 @@ impl AsyncEnter for Lean {
 
 impl AsyncExit<usize> for LeanExit {
     type Error = Fail;
-    type Future = LeanStep;
+    type Future<'o> = LeanStep;
 
     fn exit(self, index: usize, _: Outcome<'_>) -> LeanStep {
         self.0.tally.exit(index);
@@ -1875,7 +1875,7 @@ fn register_lean(
         }
         Kind::PushExit => {
             let token = LeanToken(Some((tally.clone(), index)));
-            stack.push_exit(move |_status: Status| {
+            stack.push_exit(move |_status: Outcome<'_>| {
                 let (tally, index) = token.run();
                 tally.exit(index);
                 LeanStep {
@@ -2159,7 +2159,7 @@ fn send_exit_stack_moves_into_a_task_on_a_multi_thread_runtime() {
                                     .push(format!("{task}: open {peer}"));
                                 Ok::<_, String>(vec![peer])
                             },
-                            async move |v: Vec<u32>, status: Status| {
+                            async move |v: Vec<u32>, status: Outcome<'_>| {
                                 tokio::task::yield_now().await;
                                 exit_log
                                     .lock()
@@ -2225,7 +2225,7 @@ fn a_plain_exit_stack_takes_rc_entries_locally() {
         let counter = stack
             .enter_context(from_fns(
                 async || Ok::<_, &str>(Rc::new(Cell::new(0))),
-                async |c: Rc<Cell<i32>>, _: Status| {
+                async |c: Rc<Cell<i32>>, _: Outcome<'_>| {
                     assert_eq!(c.get(), 3);
                     Ok(())
                 },

@@ -89,10 +89,10 @@ impl AsyncEnter for Open {
 
 impl AsyncExit<Counter> for Close {
     type Error = Fault;
-    type Future = Step<Result<(), Fault>>;
+    type Future<'o> = Step<Result<(), Fault>>;
 
     #[inline]
-    fn exit(self, counter: Counter, outcome: Outcome<'_>) -> Self::Future {
+    fn exit<'o>(self, counter: Counter, outcome: Outcome<'o>) -> Self::Future<'o> {
         // Commit or roll back: either way the counter is consumed.
         core::hint::black_box((counter.n, outcome.is_success()));
         Step::new(Ok(()), self.pending)
@@ -128,7 +128,7 @@ fn combine<T, E>(body: Result<T, E>, exit: Result<(), Fault>) -> Out<T, E> {
     }
 }
 
-fn outcome<T, E: core::fmt::Debug + 'static>(out: &Result<T, E>) -> Outcome<'_> {
+fn outcome<T, E: core::fmt::Debug + Sync + 'static>(out: &Result<T, E>) -> Outcome<'_> {
     match out {
         Ok(_) => Outcome::Success,
         Err(error) => Outcome::Failure(Failure::new(error)),
@@ -136,7 +136,7 @@ fn outcome<T, E: core::fmt::Debug + 'static>(out: &Result<T, E>) -> Outcome<'_> 
 }
 
 /// The same cycle as one generic `async fn`.
-pub async fn async_fn_with<T, E: core::fmt::Debug + 'static>(
+pub async fn async_fn_with<T, E: core::fmt::Debug + Sync + 'static>(
     manager: Open,
     body: impl AsyncFnOnce(&mut Counter) -> Result<T, E>,
 ) -> Out<T, E> {
@@ -150,7 +150,7 @@ pub async fn async_fn_with<T, E: core::fmt::Debug + 'static>(
 pub type BoxedBody<'c, T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + 'c>>;
 
 /// The same cycle with the body boxed on every call.
-pub async fn boxed_with<T, E: core::fmt::Debug + 'static>(
+pub async fn boxed_with<T, E: core::fmt::Debug + Sync + 'static>(
     manager: Open,
     body: impl for<'c> FnOnce(&'c mut Counter) -> BoxedBody<'c, T, E>,
 ) -> Out<T, E> {

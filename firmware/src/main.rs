@@ -173,7 +173,7 @@ static CANCELS: AtomicU32 = AtomicU32::new(0);
 
 impl<'d> AsyncExit<&'d mut Sensor> for PowerDown {
     type Error = SensorError;
-    type Future = PowerOff<'d>;
+    type Future<'o> = PowerOff<'d>;
 
     fn exit(self, sensor: &'d mut Sensor, outcome: Outcome<'_>) -> PowerOff<'d> {
         hprintln!("exit: power down after {:?}", outcome);

@@ -155,7 +155,7 @@ where
 
 /// The exit of all three managers: `COMMIT` (`RELEASE`) on success, `ROLLBACK` (`ROLLBACK TO`)
 /// otherwise.
-async fn finish(tx: Transaction<'_>, status: Status) -> Result<(), Error> {
+async fn finish(tx: Transaction<'_>, status: Outcome<'_>) -> Result<(), Error> {
     match status {
         Status::Success => tx.commit().await,
         Status::Failure | Status::Panicked => tx.rollback().await,

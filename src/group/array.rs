@@ -288,7 +288,8 @@ impl<A: ArrayOf> Future for ArrayEnter<A> {
             }
         }
         let mut unwind = this.unwind.as_mut().project();
-        if unwind.lend.as_mut().value_mut().newest.is_none() {
+        // While a member's exit runs, the faults are lent to it: unwinding is under way.
+        if !unwind.lend.is_running() && unwind.lend.as_mut().value_mut().newest.is_none() {
             // Every manager entered (or there are none).
             *this.finished = true;
             let (resources, exits) = A::all_entered(unwind.entered);

@@ -63,8 +63,8 @@ impl<X> Fault<X> {
 /// # futures_executor::block_on(async {
 /// use async_with::{Error, Fault, GroupError, Status, Value, from_fns, with};
 ///
-/// let a = from_fns(async || Ok::<_, &str>(1), async |_: i32, _: Status| Err("a: close failed"));
-/// let b = from_fns(async || Err::<i32, _>(404_u16), async |_: i32, _: Status| Ok(()));
+/// let a = from_fns(async || Ok::<_, &str>(1), async |_: i32, _: Outcome<'_>| Err("a: close failed"));
+/// let b = from_fns(async || Err::<i32, _>(404_u16), async |_: i32, _: Outcome<'_>| Ok(()));
 ///
 /// let result = with((a, b), async |(a, b)| Value(*a + *b)).await;
 /// let Err(Error::Enter(group)) = result else { panic!("B's enter fails") };
@@ -157,8 +157,8 @@ impl<S: FaultList> GroupError<S> {
     /// # futures_executor::block_on(async {
     /// use async_with::{Error, Status, from_fns, null_context, with};
     ///
-    /// let a = from_fns(async || Ok::<_, &str>(()), async |_: (), _: Status| Err("a"));
-    /// let c = from_fns(async || Err::<(), _>(7_u8), async |_: (), _: Status| Ok(()));
+    /// let a = from_fns(async || Ok::<_, &str>(()), async |_: (), _: Outcome<'_>| Err("a"));
+    /// let c = from_fns(async || Err::<(), _>(7_u8), async |_: (), _: Outcome<'_>| Ok(()));
     /// let Err(Error::Enter(error)) = with((a, null_context(()), c), async |_| ()).await else {
     ///     panic!("c's enter fails")
     /// };
@@ -192,8 +192,8 @@ impl<S: FaultList> GroupError<S> {
     /// impl From<&'static str> for AppError { fn from(e: &'static str) -> Self { AppError::Lock(e) } }
     /// impl From<u16> for AppError { fn from(e: u16) -> Self { AppError::Io(e) } }
     ///
-    /// let lock = from_fns(async || Ok::<_, &str>(()), async |_: (), _: Status| Err("poisoned"));
-    /// let port = from_fns(async || Err::<(), _>(5_u16), async |_: (), _: Status| Ok(()));
+    /// let lock = from_fns(async || Ok::<_, &str>(()), async |_: (), _: Outcome<'_>| Err("poisoned"));
+    /// let port = from_fns(async || Err::<(), _>(5_u16), async |_: (), _: Outcome<'_>| Ok(()));
     /// let Err(Error::Enter(error)) = with((lock, port), async |_| ()).await else {
     ///     panic!("the port's enter fails")
     /// };
@@ -284,7 +284,7 @@ impl<S, E> Error<GroupError<S>, E> {
     /// impl From<core::convert::Infallible> for AppError { fn from(n: core::convert::Infallible) -> Self { match n {} } }
     ///
     /// async fn read() -> Result<u8, AppError> {
-    ///     let port = from_fns(async || Err::<u8, _>(503_u16), async |_: u8, _: Status| Ok(()));
+    ///     let port = from_fns(async || Err::<u8, _>(503_u16), async |_: u8, _: Outcome<'_>| Ok(()));
     ///     let value = with((null_context(()), port), async |(_, port)| -> Result<u8, AppError> {
     ///         if *port > 9 { return Err(AppError::Parse) }
     ///         Ok(*port)

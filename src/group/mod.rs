@@ -8,7 +8,7 @@
 //! use async_with::{Status, from_fns, null_context, with};
 //!
 //! let lock = null_context("guard"); // cannot fail
-//! let conn = from_fns(async || Ok::<_, u8>(40_u32), async |_c: u32, _s: Status| Ok(()));
+//! let conn = from_fns(async || Ok::<_, u8>(40_u32), async |_c: u32, _s: Outcome<'_>| Ok(()));
 //!
 //! let sum = with((lock, conn), async |(guard, conn)| {
 //!     assert_eq!(*guard, "guard");
@@ -80,10 +80,10 @@
 //! impl From<std::io::ErrorKind> for AppError { fn from(_: std::io::ErrorKind) -> Self { AppError::Io("io") } }
 //!
 //! fn connect() -> impl AsyncEnter<Resource = Conn, Error = std::io::ErrorKind> {
-//!     from_fns(async || Ok(Conn), async |_c: Conn, _s: Status| Ok(()))
+//!     from_fns(async || Ok(Conn), async |_c: Conn, _s: Outcome<'_>| Ok(()))
 //! }
 //! fn transaction(conn: &mut Conn) -> impl AsyncEnter<Resource = Tx<'_>, Error = &'static str> {
-//!     from_fns(async move || Ok(Tx { _conn: conn, rows: 0 }), async |_t: Tx<'_>, _s: Status| Ok(()))
+//!     from_fns(async move || Ok(Tx { _conn: conn, rows: 0 }), async |_t: Tx<'_>, _s: Outcome<'_>| Ok(()))
 //! }
 //!
 //! async fn insert() -> Result<u32, AppError> {

@@ -43,7 +43,7 @@ use crate::outcome::Outcome;
 ///
 /// fn counter(start: &u32) -> impl SendManager<Resource = u32, Error = ()> + use<> {
 ///     let start = *start;
-///     from_fns(async move || Ok(start), async |_n: u32, _status: Status| Ok(()))
+///     from_fns(async move || Ok(start), async |_n: u32, _status: Outcome<'_>| Ok(()))
 /// }
 /// # fn assert_send<T: Send + 'static>(_: &T) {}
 /// # let f = async_with::with(counter(&1), async |n| *n += 1);
@@ -66,7 +66,7 @@ use crate::outcome::Outcome;
 /// fn connect(addr: &str) -> impl AsyncEnter<Resource = Conn, Error = &'static str> + '_ {
 ///     from_fns(
 ///         async move || if addr.is_empty() { Err("no address") } else { Ok(Conn { open: true }) },
-///         async |mut conn: Conn, _status: Status| {
+///         async |mut conn: Conn, _status: Outcome<'_>| {
 ///             conn.open = false; // an async close_notify would be awaited here
 ///             Ok(())
 ///         },
@@ -127,7 +127,7 @@ impl<Enter, Exit> FromFns<Enter, Exit> {
     /// let stopped = Cell::new(false);
     /// let transfer = from_fns(
     ///     async || Ok::<_, ()>(Dma { running: true }),
-    ///     async |mut dma: Dma, _status: Status| {
+    ///     async |mut dma: Dma, _status: Outcome<'_>| {
     ///         dma.running = false; // wait for the channel to drain, then stop it
     ///         Ok(())
     ///     },
@@ -206,7 +206,7 @@ pin_project! {
     /// let log = core::cell::RefCell::new(Vec::new());
     /// let session = from_fns(
     ///     async || Ok::<_, ()>(String::from("hello")),
-    ///     async |greeting: String, status: Status| {
+    ///     async |greeting: String, status: Outcome<'_>| {
     ///         log.borrow_mut().push((greeting, status));
     ///         Ok(())
     ///     },
@@ -263,7 +263,7 @@ where
 /// use async_with::{AsyncEnter, AsyncExit, Status, from_fns};
 ///
 /// let cut = Cell::new(false);
-/// let motor = from_fns(async || Ok::<_, ()>(1200_u32), async |_rpm: u32, _: Status| Ok(()))
+/// let motor = from_fns(async || Ok::<_, ()>(1200_u32), async |_rpm: u32, _: Outcome<'_>| Ok(()))
 ///     .on_cancel(|_rpm: u32| cut.set(true)); // cut the power at once
 ///
 /// let (rpm, exit) = motor.enter().await.unwrap();
@@ -367,10 +367,10 @@ where
 /// {
 /// }
 ///
-/// let plain = from_fns(async || Ok(1), async |_: u32, _: Status| Ok(()));
+/// let plain = from_fns(async || Ok(1), async |_: u32, _: Outcome<'_>| Ok(()));
 /// accept(plain); // the hook is `()`: a cancelled resource is dropped
 /// let hooked =
-///     from_fns(async || Ok(1), async |_: u32, _: Status| Ok(())).on_cancel(|_n: u32| {});
+///     from_fns(async || Ok(1), async |_: u32, _: Outcome<'_>| Ok(())).on_cancel(|_n: u32| {});
 /// accept(hooked); // the hook is an `OnCancel`
 /// ```
 pub trait CancelHook<R>: sealed::Sealed {

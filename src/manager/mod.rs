@@ -59,7 +59,7 @@ use crate::with::{WithFuture, with};
 ///     type Error = Infallible;
 ///     type Future<'o> = Ready<Result<(), Infallible>>;
 ///
-///     fn exit(self, brightness: u8, _outcome: Outcome<'_>) -> Self::Future<'_> {
+///     fn exit<'o>(self, brightness: u8, _outcome: Outcome<'o>) -> Self::Future<'o> {
 ///         assert_eq!(brightness, 50);
 ///         ready(Ok(()))
 ///     }

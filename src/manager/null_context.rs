@@ -90,7 +90,7 @@ impl<T> AsyncExit<T> for NoExit {
     type Error = Infallible;
     type Future<'o> = Ready<Result<(), Infallible>>;
 
-    fn exit(self, _value: T, _outcome: Outcome<'_>) -> Self::Future<'_> {
+    fn exit<'o>(self, _value: T, _outcome: Outcome<'o>) -> Self::Future<'o> {
         ready(Ok(()))
     }
 }

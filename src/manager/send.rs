@@ -33,7 +33,7 @@ use crate::manager::{AsyncEnter, AsyncExit};
 ///     let peer = peer.to_owned();
 ///     from_fns(
 ///         async move || Ok(Conn { peer }),
-///         async |conn: Conn, _status: Status| {
+///         async |conn: Conn, _status: Outcome<'_>| {
 ///             // an async close (TLS close_notify, say) would be awaited here
 ///             drop(conn);
 ///             Ok(())

@@ -54,7 +54,7 @@ pub use self::error::CloseErrors;
 /// use async_with::{ExitStack, Status, from_fns};
 ///
 /// fn connect(peer: &'static str) -> impl async_with::AsyncEnter<Resource = String, Error = String> {
-///     from_fns(async move || Ok(format!("conn:{peer}")), async |_c: String, _s: Status| Ok(()))
+///     from_fns(async move || Ok(format!("conn:{peer}")), async |_c: String, _s: Outcome<'_>| Ok(()))
 /// }
 ///
 /// let mut stack = ExitStack::<String>::new();
@@ -301,7 +301,7 @@ impl<'a, X, D: ?Sized + StackEntry<X>> ExitStack<'a, X, D> {
     ///
     /// let rolled_back = Cell::new(false);
     /// let result = with(ExitStack::<()>::new(), async |stack| {
-    ///     stack.push_exit(async |status: Status| {
+    ///     stack.push_exit(async |status: Outcome<'_>| {
     ///         rolled_back.set(!status.is_success());
     ///         Ok::<_, ()>(())
     ///     });
@@ -339,7 +339,7 @@ impl<'a, X, D: ?Sized + StackEntry<X>> ExitStack<'a, X, D> {
     ///
     /// let open = |name: &'static str| from_fns(
     ///     async move || if name == "bad" { Err("refused") } else { Ok(name) },
-    ///     async |_: &'static str, _: Status| Ok(()),
+    ///     async |_: &'static str, _: Outcome<'_>| Ok(()),
     /// );
     ///
     /// /// Opens every name, or none.
@@ -517,7 +517,7 @@ where
 ///     let mut lens = 0;
 ///     for peer in peers {
 ///         let conn = stack
-///             .enter_context(from_fns(async move || Ok::<_, String>(peer.repeat(2)), async |_: String, _: Status| Ok(())))
+///             .enter_context(from_fns(async move || Ok::<_, String>(peer.repeat(2)), async |_: String, _: Outcome<'_>| Ok(())))
 ///             .await?;
 ///         lens += conn.len();
 ///     }

@@ -51,7 +51,7 @@ use crate::output::BodyOutput;
 ///         log.borrow_mut().push("open");
 ///         Ok::<_, ()>(0_u32) // visitors counted while open
 ///     },
-///     async |visitors: u32, status: Status| {
+///     async |visitors: u32, status: Outcome<'_>| {
 ///         log.borrow_mut().push(if status.is_success() { "close" } else { "alarm" });
 ///         assert_eq!(visitors, 2);
 ///         Ok(())
@@ -85,7 +85,7 @@ use crate::output::BodyOutput;
 /// struct Busy;
 ///
 /// // A lock that may be busy; the body only increments.
-/// let lock = from_fns(async || Ok::<_, Busy>(0_u32), async |_n: u32, _: Status| Ok(()));
+/// let lock = from_fns(async || Ok::<_, Busy>(0_u32), async |_n: u32, _: Outcome<'_>| Ok(()));
 /// let result: Result<(), Busy> = with(lock, async |n| *n += 1)
 ///     .await
 ///     .map_err(Error::into_manager);
@@ -165,7 +165,7 @@ use crate::output::BodyOutput;
 ///             bus.select().await?;
 ///             Ok(bus)
 ///         },
-///         async |bus: &mut BUS, _status: Status| bus.deselect().await,
+///         async |bus: &mut BUS, _status: Outcome<'_>| bus.deselect().await,
 ///     )
 /// }
 ///
@@ -374,7 +374,7 @@ pin_project! {
             impl AsyncEnter<Resource = u32, Error = Fault>,
             impl for<'r> Body<'r, u32, Ok = u32, Err = Infallible>,
         > {
-            let gauge = from_fns(async || Ok(self.level), async |_: u32, _: Status| Ok(()));
+            let gauge = from_fns(async || Ok(self.level), async |_: u32, _: Outcome<'_>| Ok(()));
             with(gauge, async |level| Value(*level * 10))
         }
     }
@@ -409,7 +409,7 @@ pin_project! {
         B: for<'r> Body<'r, u32, Ok = T, Err = E>,
         E: Debug + Sync + 'static,
     {
-        let counter = from_fns(async || Ok(0), async |count: u32, _status: Status| {
+        let counter = from_fns(async || Ok(0), async |count: u32, _status: Outcome<'_>| {
             log.borrow_mut().push(count);
             Ok(())
         });
@@ -695,15 +695,30 @@ where
         unreachable_phase()
     };
     // The body's value, error or payload goes into the exit phase's lend first; the exit
-    // future created next borrows the outcome it shows. Should `exit()` panic, the lend stays
-    // idle (no exit future): polling again panics, dropping drops the value.
+    // future created next borrows the outcome it shows.
     state.set(State::Exit {
         lend: Lend::new(ended, ()),
     });
-    let StateProj::Exit { lend } = state.project() else {
+    // Should `exit()` panic, the future is finished and the value dropped.
+    let mut state = OnUnwind::new(state, finish_exit::<M, B>);
+    let StateProj::Exit { lend } = state.get().as_mut().project() else {
         unreachable_phase()
     };
     lend.start_exit(exit, resource, Outcome::Success);
+    let _ = state.defuse();
+}
+
+/// Ends the exit phase early: drops the exit future, if any, then the body's value.
+fn finish_exit<'a, M, B>(mut state: Pin<&mut State<'a, M, B>>)
+where
+    M: AsyncEnter,
+    M::Resource: 'a,
+    B: Body<'a, M::Resource>,
+{
+    if let StateProj::Exit { lend } = state.as_mut().project() {
+        drop(lend.take());
+    }
+    state.set(State::Done);
 }
 
 #[cold]

@@ -6,7 +6,7 @@
 
 #![allow(dead_code)]
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -249,7 +249,7 @@ impl Drop for OnDrop {
 
 /// Counts drops of its [`Witness`]es.
 #[derive(Clone, Debug, Default)]
-pub struct DropCount(Rc<Cell<usize>>);
+pub struct DropCount(Arc<AtomicUsize>);
 
 impl DropCount {
     pub fn new() -> Self {
@@ -263,17 +263,17 @@ impl DropCount {
 
     /// How many witnesses were dropped so far.
     pub fn get(&self) -> usize {
-        self.0.get()
+        self.0.load(Ordering::SeqCst)
     }
 }
 
 /// Increments its [`DropCount`] when dropped. Neither `Clone` nor `Copy`.
 #[derive(Debug)]
-pub struct Witness(Rc<Cell<usize>>);
+pub struct Witness(Arc<AtomicUsize>);
 
 impl Drop for Witness {
     fn drop(&mut self) {
-        self.0.set(self.0.get() + 1);
+        self.0.fetch_add(1, Ordering::SeqCst);
     }
 }
 
@@ -488,7 +488,7 @@ pub struct ScriptedExit {
 
 impl AsyncExit<Res> for ScriptedExit {
     type Error = Fail;
-    type Future = ScriptedExitFuture;
+    type Future<'o> = ScriptedExitFuture;
 
     fn exit(self, resource: Res, outcome: Outcome<'_>) -> ScriptedExitFuture {
         self.log.push(Event::ExitStart {

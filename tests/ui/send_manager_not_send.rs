@@ -2,10 +2,10 @@
 // is not `Send` (an `Rc`) cannot be returned as one.
 use std::rc::Rc;
 
-use async_with::{SendManager, Status, from_fns};
+use async_with::{Outcome, SendManager, from_fns};
 
 fn shared() -> impl SendManager<Resource = Rc<u8>, Error = ()> {
-    from_fns(async || Ok(Rc::new(1)), async |_r: Rc<u8>, _s: Status| Ok(()))
+    from_fns(async || Ok(Rc::new(1)), async |_r: Rc<u8>, _s: Outcome<'_>| Ok(()))
 }
 
 fn main() {
