@@ -173,7 +173,7 @@ impl<X, E> Error<X, E> {
     ///
     /// ```
     /// # futures_executor::block_on(async {
-    /// use async_with::{Error, GroupError, Status, from_fns, null_context, with};
+    /// use async_with::{Error, GroupError, Outcome, Status, from_fns, null_context, with};
     ///
     /// #[derive(Debug, PartialEq)]
     /// enum AppError { Lock(&'static str), Tx(u16), Parse }
@@ -269,7 +269,7 @@ impl<X> Error<X, Infallible> {
     ///
     /// ```
     /// # futures_executor::block_on(async {
-    /// use async_with::{Status, from_fns, with};
+    /// use async_with::{Outcome, Status, from_fns, with};
     ///
     /// #[derive(Debug, PartialEq)]
     /// struct Busy;

@@ -145,8 +145,12 @@ impl<V, K, F: Future> Lend<V, K, F> {
     /// only the outcome built from the value is extended to it (invariant 5). Should `exit`
     /// panic, the phase stays `Idle`: the value is still in place, for [`Lend::take`].
     #[inline]
-    pub(crate) fn start_exit<'a, R, H>(self: Pin<&mut Self>, exit: H, resource: R, outer: Outcome<'a>)
-    where
+    pub(crate) fn start_exit<'a, R, H>(
+        self: Pin<&mut Self>,
+        exit: H,
+        resource: R,
+        outer: Outcome<'a>,
+    ) where
         H: AsyncExit<R, Future<'a> = F>,
         V: Shows,
     {

@@ -20,7 +20,7 @@
 //! returned:
 //!
 //! ```
-//! use async_with::{AsyncEnter, Error, Status, Value, from_fns, with};
+//! use async_with::{AsyncEnter, Error, Outcome, Value, from_fns, with};
 //!
 //! struct Sensor { powered: bool, resolution: u8 }
 //!
@@ -40,7 +40,7 @@
 //!             sensor.power_up().await?;
 //!             Ok(sensor)
 //!         },
-//!         async |sensor: &mut Sensor, _status: Outcome<'_>| sensor.power_down().await,
+//!         async |sensor: &mut Sensor, _outcome: Outcome<'_>| sensor.power_down().await,
 //!     )
 //! }
 //!
@@ -97,6 +97,70 @@
 //!   phase does, and why Rust cannot await there as Python does:
 //!   [`WithFuture`'s `# Cancellation`](WithFuture#cancellation).
 //!
+//! # Exit sees how the body ended, for as long as it runs
+//!
+//! The exit closure of [`from_fns`] (and every [`AsyncExit`]) receives the body's [`Outcome`]:
+//! `Success`, `Failure` with the body's error lent, or `Panicked`. It may await while holding
+//! it — report the error, then roll back — with nothing cloned or allocated: the error stays
+//! inside the [`WithFuture`], lent until exit has finished, and the caller receives it
+//! afterwards. This is Python's
+//!
+//! ```python
+//! async def __aexit__(self, exc_type, exc, tb):
+//!     if exc is not None:
+//!         await self.conn.send(f"audit: {exc!r}")
+//!     await (self.conn.rollback() if exc else self.conn.commit())
+//! ```
+//!
+//! [`Outcome::error`] gives the error as its type when exit knows it (and `None` for another
+//! type: match on [`Outcome::failure`] and use [`Failure::downcast`] to tell the two apart).
+//!
+//! ```
+//! use async_with::{Error, Outcome, Status, from_fns, with};
+//!
+//! #[derive(Debug, PartialEq)]
+//! enum DbError { Conflict }
+//!
+//! struct Conn { sent: Vec<String> }
+//!
+//! impl Conn {
+//!     async fn send(&mut self, line: &str) -> Result<(), DbError> {
+//!         self.sent.push(line.to_owned()); // a network round trip in a real client
+//!         Ok(())
+//!     }
+//! }
+//!
+//! # futures_executor::block_on(async {
+//! let mut conn = Conn { sent: Vec::new() };
+//! let conn_ref = &mut conn;
+//! let tx = from_fns(
+//!     async move || {
+//!         conn_ref.send("BEGIN").await?;
+//!         Ok::<_, DbError>(conn_ref)
+//!     },
+//!     async |conn: &mut Conn, outcome: Outcome<'_>| {
+//!         if let Some(error) = outcome.error::<DbError>() {
+//!             conn.send(&format!("audit: {error:?}")).await?; // awaits, the error lent
+//!         }
+//!         match outcome.status() {
+//!             Status::Success => conn.send("COMMIT").await,
+//!             _ => conn.send("ROLLBACK").await,
+//!         }
+//!     },
+//! );
+//! let result = with(tx, async |conn| -> Result<(), DbError> {
+//!     conn.send("UPDATE accounts ..").await?;
+//!     Err(DbError::Conflict)
+//! })
+//! .await;
+//! assert_eq!(result, Err(Error::Body(DbError::Conflict))); // the error, after exit
+//! assert_eq!(conn.sent, ["BEGIN", "UPDATE accounts ..", "audit: Conflict", "ROLLBACK"]);
+//! # });
+//! ```
+//!
+//! Managers that run other exits — [tuples and arrays](group), the [exit stack](stack) —
+//! follow one rule for what each exit sees, stated in [`group`](group#what-each-exit-sees).
+//!
 //! # The pieces
 //!
 //! | item | what it is |
@@ -111,7 +175,7 @@
 //! | [`SendManager`] | one bound for a manager whose whole `with` is `Send`, for a library's return type: `impl SendManager<Resource = R, Error = X> + use<>` |
 //! | [`Body`] | names a body's future: `impl for<'r> Body<'r, R, Ok = T, Err = E>` for a closure body |
 //! | [`BodyOutput`], [`Value`] | what a body may return: `Result<T, E>`, `()` or `Value(t)` |
-//! | [`Outcome`], [`Failure`], [`Status`] | how the body ended, as exit sees it; [`Failure`] lends the body's error (`{:?}`, downcast) |
+//! | [`Outcome`], [`Failure`], [`Status`] | how the body ended, as exit sees it for its whole run; [`Failure`] lends the body's error (`{:?}`, [`downcast`](Failure::downcast)); [`Outcome::error`] is the typed look |
 //! | [`Error`] | the error of a `with`: [`Enter`](Error::Enter), [`Body`](Error::Body), [`Exit`](Error::Exit) or [`BodyAndExit`](Error::BodyAndExit); [`collapse`](Error::collapse) gives one error of your type; [`map_manager`](Error::map_manager) and [`map_body`](Error::map_body) convert one side |
 //! | [`group`]: [`GroupError`], [`Fault`] | tuples and arrays of managers, entered as one; the group's error keeps every member's failure |
 //! | [`ExitStack`], [`SendExitStack`], [`CloseErrors`] | (feature `alloc`) managers entered at run time and exited together, Python's `AsyncExitStack`; the rest is in [`stack`] |

@@ -3,20 +3,22 @@
 use core::any::Any;
 use core::fmt;
 
-/// How the body ended, passed to [`AsyncExit::exit`](crate::AsyncExit::exit).
+/// How the body ended, passed to [`AsyncExit::exit`](crate::AsyncExit::exit) and to the exit
+/// closure of [`from_fns`](crate::from_fns) — Python's `__aexit__(exc_type, exc, tb)`.
 ///
-/// The error is lent by reference, so exit can log or classify it without allocation, and the
-/// caller still receives it afterwards.
+/// The error is lent by reference, for the whole exit: exit can log or classify it, await, and
+/// look at it again, without allocation or clone, and the caller still receives it afterwards.
+/// It is `Copy`, and `Send` and `Sync` (the body's error is `Sync`), so an exit future holding it
+/// can be spawned.
 ///
 /// # Outcome, Failure, Status
 ///
-/// Three types say how the body ended, each for a different reader. `Outcome` is what a
-/// hand-written [`AsyncExit::exit`](crate::AsyncExit::exit) receives: success, failure or
-/// panic, with the body's error lent for the call. [`Failure`] is that lent error: it prints
-/// with `{:?}` and downcasts to its type, without knowing the type in advance. [`Status`] is the
-/// outcome without the error (`outcome.status()`): it has no lifetime, so it is what the exit
-/// closure of [`from_fns`](crate::from_fns) receives and may keep across awaits. Choose commit
-/// or roll back on `Status`; look at `Failure` when the error itself matters.
+/// Three types say how the body ended, each for a different question. `Outcome` is what every
+/// exit receives: success, failure or panic, with the error lent. [`Failure`] is that lent
+/// error: it prints with `{:?}` and downcasts to its type ([`Outcome::error`] and
+/// [`Failure::downcast`] when the exit knows the type). [`Status`] is the outcome without the
+/// error (`outcome.status()`): a plain value to match on, store or compare. Choose commit or
+/// roll back on `Status`; look at `Failure` when the error itself matters.
 ///
 /// # Examples
 ///
@@ -90,10 +92,8 @@ impl<'a> Outcome<'a> {
     }
 }
 
-/// How the body ended, without the error: what an exit closure given to
-/// [`from_fns`](crate::from_fns) receives.
-///
-/// It has no lifetime, so `async |resource, status| { .. }` can hold it across awaits.
+/// How the body ended, without the error: [`Outcome::status`], for an exit that only
+/// chooses (commit or roll back) or keeps a record with no lifetime.
 ///
 /// # Examples
 ///
@@ -101,13 +101,13 @@ impl<'a> Outcome<'a> {
 ///
 /// ```
 /// # futures_executor::block_on(async {
-/// use async_with::{Status, from_fns, with};
+/// use async_with::{Outcome, Status, from_fns, with};
 ///
 /// async fn transfer(ledger: &mut Vec<&'static str>, funds: u32) -> Result<(), &'static str> {
 ///     let tx = from_fns(
 ///         async || Ok::<_, &str>(Vec::new()), // the pending writes
-///         async |writes: Vec<&'static str>, status: Outcome<'_>| {
-///             if status.is_success() {
+///         async |writes: Vec<&'static str>, outcome: Outcome<'_>| {
+///             if outcome.status() == Status::Success {
 ///                 ledger.extend(writes); // an async commit would be awaited here
 ///             } // otherwise the writes are dropped: rolled back
 ///             Ok(())

@@ -10,8 +10,8 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use async_with::{
-    AsyncEnter, Body, Error, FusedFuture, Outcome, SendManager, Status, Value, WithFuture, from_fns,
-    null_context, with,
+    AsyncEnter, Body, Error, FusedFuture, Outcome, SendManager, Status, Value, WithFuture,
+    from_fns, null_context, with,
 };
 
 /// A manager whose exit records the status it saw.

@@ -103,8 +103,8 @@ use core::marker::PhantomData;
 use core::pin::{Pin, pin};
 use core::task::{Context, Poll, Waker, ready};
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::Wake;
 
 use async_with::group::{FaultList, Faults};
@@ -1067,7 +1067,8 @@ fn run_form(form: impl FnOnce(&Arc<Shared>) -> Driven) -> Run {
     let log = shared.log.lock().unwrap().clone();
     let bad_drops = shared
         .drops
-        .lock().unwrap()
+        .lock()
+        .unwrap()
         .iter()
         .filter(|(_, _, n)| *n != 1)
         .copied()

@@ -9,9 +9,7 @@ use core::future::Future;
 use core::pin::{Pin, pin};
 use core::task::{Context, Poll, Waker};
 
-use async_with::{
-    AsyncEnter, AsyncExit, Error, Outcome, closing, from_fns, null_context, with,
-};
+use async_with::{AsyncEnter, AsyncExit, Error, Outcome, closing, from_fns, null_context, with};
 
 mod counting_alloc;
 

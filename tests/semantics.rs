@@ -1403,7 +1403,9 @@ fn s8_panic_in_enter_or_exit_call_leaves_it_finished() {
                 }
                 ready(Ok(1))
             },
-            |_: u32, _: Outcome<'_>| -> Ready<Result<(), Fail>> { std::panic::panic_any(Payload(9)) },
+            |_: u32, _: Outcome<'_>| -> Ready<Result<(), Fail>> {
+                std::panic::panic_any(Payload(9))
+            },
         )
         .on_cancel(|_: u32| cancels.set(cancels.get() + 1));
         let mut future = Box::pin(with(manager, async |n| *n += 1));

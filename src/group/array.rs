@@ -55,7 +55,10 @@ type ExitOf<A> = <<A as ArrayOf>::Manager as AsyncEnter>::Exit;
 type ExitFuture<'x, A> = <ExitOf<A> as AsyncExit<Resource<A>>>::Future<'x>;
 type Entered<A> = (Resource<A>, ExitOf<A>);
 
-impl<M, const N: usize> sealed::Sealed for [M; N] where M: AsyncEnter<Error: fmt::Debug + Sync + 'static> {}
+impl<M, const N: usize> sealed::Sealed for [M; N] where
+    M: AsyncEnter<Error: fmt::Debug + Sync + 'static>
+{
+}
 
 impl<M, const N: usize> ArrayOf for [M; N]
 where
@@ -189,7 +192,9 @@ impl<'x, A: ArrayOf> Unwind<'x, A> {
             if lend.is_running() {
                 let exited = ready!(lend.as_mut().poll(cx));
                 if let Err(error) = exited {
-                    lend.as_mut().value_mut().record(*this.count, Fault::Exit(error));
+                    lend.as_mut()
+                        .value_mut()
+                        .record(*this.count, Fault::Exit(error));
                 }
             }
             if *this.count == 0 {

@@ -61,7 +61,7 @@ impl<X> Fault<X> {
 ///
 /// ```
 /// # futures_executor::block_on(async {
-/// use async_with::{Error, Fault, GroupError, Status, Value, from_fns, with};
+/// use async_with::{Error, Fault, GroupError, Outcome, Status, Value, from_fns, with};
 ///
 /// let a = from_fns(async || Ok::<_, &str>(1), async |_: i32, _: Outcome<'_>| Err("a: close failed"));
 /// let b = from_fns(async || Err::<i32, _>(404_u16), async |_: i32, _: Outcome<'_>| Ok(()));
@@ -155,7 +155,7 @@ impl<S: FaultList> GroupError<S> {
     ///
     /// ```
     /// # futures_executor::block_on(async {
-    /// use async_with::{Error, Status, from_fns, null_context, with};
+    /// use async_with::{Error, Outcome, Status, from_fns, null_context, with};
     ///
     /// let a = from_fns(async || Ok::<_, &str>(()), async |_: (), _: Outcome<'_>| Err("a"));
     /// let c = from_fns(async || Err::<(), _>(7_u8), async |_: (), _: Outcome<'_>| Ok(()));
@@ -185,7 +185,7 @@ impl<S: FaultList> GroupError<S> {
     ///
     /// ```
     /// # futures_executor::block_on(async {
-    /// use async_with::{Error, Status, from_fns, with};
+    /// use async_with::{Error, Outcome, Status, from_fns, with};
     ///
     /// #[derive(Debug, PartialEq)]
     /// enum AppError { Lock(&'static str), Io(u16) }
@@ -274,7 +274,7 @@ impl<S, E> Error<GroupError<S>, E> {
     ///
     /// ```
     /// # futures_executor::block_on(async {
-    /// use async_with::{Error, Status, from_fns, null_context, with};
+    /// use async_with::{Error, Outcome, Status, from_fns, null_context, with};
     ///
     /// #[derive(Debug, PartialEq)]
     /// enum AppError { Io(u16), Parse }
@@ -322,7 +322,9 @@ impl<X: fmt::Debug + Sync + 'static, const N: usize> FaultList for [Option<Fault
     }
 }
 
-impl<T, X: fmt::Debug + Sync + 'static + Into<T>, const N: usize> Faults<T> for [Option<Fault<X>>; N] {
+impl<T, X: fmt::Debug + Sync + 'static + Into<T>, const N: usize> Faults<T>
+    for [Option<Fault<X>>; N]
+{
     fn collapse(self) -> Option<T> {
         self.into_iter()
             .rev()

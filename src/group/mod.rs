@@ -5,7 +5,7 @@
 //!
 //! ```
 //! # futures_executor::block_on(async {
-//! use async_with::{Status, from_fns, null_context, with};
+//! use async_with::{Outcome, Status, from_fns, null_context, with};
 //!
 //! let lock = null_context("guard"); // cannot fail
 //! let conn = from_fns(async || Ok::<_, u8>(40_u32), async |_c: u32, _s: Outcome<'_>| Ok(()));
@@ -45,7 +45,7 @@
 //! [`Error::collapse_group`](crate::Error::collapse_group) turns the whole result into your error type.
 //!
 //! Every member's error must be `Debug + Sync + 'static`, because the members to its left may
-//! look at it through [`Failure`] while their exits run (`Sync`, so that the exit futures
+//! look at it through [`Failure`](crate::Failure) while their exits run (`Sync`, so that the exit futures
 //! holding it stay `Send`).
 //!
 //! # What each exit sees
@@ -69,7 +69,7 @@
 //!
 //! ```
 //! # futures_executor::block_on(async {
-//! use async_with::{AsyncEnter, Error, Status, from_fns, with};
+//! use async_with::{AsyncEnter, Error, Outcome, Status, from_fns, with};
 //!
 //! struct Conn;
 //! struct Tx<'c> { _conn: &'c mut Conn, rows: u32 }

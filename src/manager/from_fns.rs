@@ -39,7 +39,7 @@ use crate::outcome::Outcome;
 /// included, and the caller's `tokio::spawn` would then fail with E0597.
 ///
 /// ```
-/// use async_with::{SendManager, Status, from_fns};
+/// use async_with::{Outcome, SendManager, Status, from_fns};
 ///
 /// fn counter(start: &u32) -> impl SendManager<Resource = u32, Error = ()> + use<> {
 ///     let start = *start;
@@ -58,7 +58,7 @@ use crate::outcome::Outcome;
 ///
 /// ```
 /// # futures_executor::block_on(async {
-/// use async_with::{AsyncEnter, Status, Value, from_fns, with};
+/// use async_with::{AsyncEnter, Outcome, Status, Value, from_fns, with};
 ///
 /// struct Conn { open: bool }
 ///
@@ -120,7 +120,7 @@ impl<Enter, Exit> FromFns<Enter, Exit> {
     /// use core::cell::Cell;
     /// use core::pin::pin;
     /// use core::task::{Context, Waker};
-    /// use async_with::{Status, from_fns, with};
+    /// use async_with::{Outcome, Status, from_fns, with};
     ///
     /// struct Dma { running: bool }
     ///
@@ -206,8 +206,8 @@ pin_project! {
     /// let log = core::cell::RefCell::new(Vec::new());
     /// let session = from_fns(
     ///     async || Ok::<_, ()>(String::from("hello")),
-    ///     async |greeting: String, status: Outcome<'_>| {
-    ///         log.borrow_mut().push((greeting, status));
+    ///     async |greeting: String, outcome: Outcome<'_>| {
+    ///         log.borrow_mut().push((greeting, outcome.status()));
     ///         Ok(())
     ///     },
     /// );
@@ -251,7 +251,8 @@ where
     }
 }
 
-/// Exit handle of a [`from_fns`] manager: calls the exit closure with the body's [`Status`].
+/// Exit handle of a [`from_fns`] manager: calls the exit closure with the body's
+/// [`Outcome`], which the closure's future may keep until it finishes.
 /// On cancellation the exit closure is not called; the resource goes to the `Cancel` hook.
 ///
 /// It is what awaiting an [`FromFnsEnter`] yields (see there for `exit`). Its
@@ -260,7 +261,7 @@ where
 /// ```
 /// # futures_executor::block_on(async {
 /// use core::cell::Cell;
-/// use async_with::{AsyncEnter, AsyncExit, Status, from_fns};
+/// use async_with::{AsyncEnter, AsyncExit, Outcome, Status, from_fns};
 ///
 /// let cut = Cell::new(false);
 /// let motor = from_fns(async || Ok::<_, ()>(1200_u32), async |_rpm: u32, _: Outcome<'_>| Ok(()))
@@ -354,15 +355,14 @@ where
 ///
 /// ```
 /// use core::future::Future;
-/// use async_with::{CancelHook, FromFns, Status, from_fns};
+/// use async_with::{CancelHook, ExitFn, FromFns, Outcome, from_fns};
 ///
 /// /// Accepts a `from_fns` manager of a `u32` whatever its cancellation hook.
-/// fn accept<Enter, EnterFut, Exit, ExitFut, Cancel>(_manager: FromFns<Enter, Exit, Cancel>)
+/// fn accept<Enter, EnterFut, Exit, Cancel>(_manager: FromFns<Enter, Exit, Cancel>)
 /// where
 ///     Enter: FnOnce() -> EnterFut,
 ///     EnterFut: Future<Output = Result<u32, ()>>,
-///     Exit: FnOnce(u32, Status) -> ExitFut,
-///     ExitFut: Future<Output = Result<(), ()>>,
+///     Exit: for<'o> ExitFn<'o, u32, Error = ()>,
 ///     Cancel: CancelHook<u32>,
 /// {
 /// }

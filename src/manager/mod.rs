@@ -187,7 +187,7 @@ pub trait AsyncEnter {
 /// }
 ///
 /// # futures_executor::block_on(async {
-/// use async_with::{AsyncEnter, Error, with};
+/// use async_with::{AsyncEnter, Error, Outcome, with};
 ///
 /// let log = core::cell::RefCell::new(Vec::new());
 /// // A manager whose exit handle is `Report` (written by hand as in `AsyncEnter`'s example):

@@ -24,7 +24,7 @@ use crate::manager::{AsyncEnter, AsyncExit};
 /// # Examples
 ///
 /// ```
-/// use async_with::{SendManager, Status, from_fns, with};
+/// use async_with::{Outcome, SendManager, Status, from_fns, with};
 ///
 /// pub struct Conn { pub peer: String }
 ///

@@ -19,8 +19,8 @@ use crate::manager::closing::ClosingExit;
 use crate::manager::{AsyncEnter, AsyncExit};
 use crate::outcome::Outcome;
 
-pub use self::entry::StackEntry;
 pub use self::entry::OnExitFn;
+pub use self::entry::StackEntry;
 use self::entry::{Defer, OnExit, Registered};
 pub use self::error::CloseErrors;
 
@@ -51,7 +51,7 @@ pub use self::error::CloseErrors;
 ///
 /// ```
 /// # futures_executor::block_on(async {
-/// use async_with::{ExitStack, Status, from_fns};
+/// use async_with::{ExitStack, Outcome, Status, from_fns};
 ///
 /// fn connect(peer: &'static str) -> impl async_with::AsyncEnter<Resource = String, Error = String> {
 ///     from_fns(async move || Ok(format!("conn:{peer}")), async |_c: String, _s: Outcome<'_>| Ok(()))
@@ -285,8 +285,9 @@ impl<'a, X, D: ?Sized + StackEntry<X>> ExitStack<'a, X, D> {
     }
 
     /// Registers an async closure that runs when the stack closes and sees how the scope
-    /// ended (the body's [`Status`], or `Failure` after an exit before it failed) — Python's
-    /// `push_async_exit`.
+    /// ended: the body's [`Outcome`], or the newest failure of an exit before it (the rule in
+    /// [`group`](crate::group#what-each-exit-sees)) — Python's `push_async_exit`. The closure
+    /// may hold the outcome across its awaits.
     ///
     /// On cancellation the closure is dropped without running.
     ///
@@ -296,20 +297,22 @@ impl<'a, X, D: ?Sized + StackEntry<X>> ExitStack<'a, X, D> {
     ///
     /// ```
     /// # futures_executor::block_on(async {
-    /// use std::cell::Cell;
-    /// use async_with::{ExitStack, Status, with};
+    /// use std::cell::RefCell;
+    /// use async_with::{ExitStack, with};
     ///
-    /// let rolled_back = Cell::new(false);
+    /// let rolled_back = RefCell::new(None);
     /// let result = with(ExitStack::<()>::new(), async |stack| {
-    ///     stack.push_exit(async |status: Outcome<'_>| {
-    ///         rolled_back.set(!status.is_success());
+    ///     stack.push_exit(async |outcome| {
+    ///         core::future::ready(()).await; // an async rollback
+    ///         // Still lent after the await: the body's error itself.
+    ///         *rolled_back.borrow_mut() = outcome.error::<&str>().copied();
     ///         Ok::<_, ()>(())
     ///     });
     ///     Err::<(), _>("body failed")
     /// })
     /// .await;
     /// assert!(result.is_err());
-    /// assert!(rolled_back.get());
+    /// assert_eq!(*rolled_back.borrow(), Some("body failed"));
     /// # });
     /// ```
     pub fn push_exit<F, E>(&self, f: F)
@@ -335,7 +338,7 @@ impl<'a, X, D: ?Sized + StackEntry<X>> ExitStack<'a, X, D> {
     ///
     /// ```
     /// # futures_executor::block_on(async {
-    /// use async_with::{ExitStack, Status, from_fns, with};
+    /// use async_with::{ExitStack, Outcome, Status, from_fns, with};
     ///
     /// let open = |name: &'static str| from_fns(
     ///     async move || if name == "bad" { Err("refused") } else { Ok(name) },
@@ -510,7 +513,7 @@ where
 ///
 /// ```
 /// # futures_executor::block_on(async {
-/// use async_with::{ExitStack, Status, from_fns, with};
+/// use async_with::{ExitStack, Outcome, Status, from_fns, with};
 ///
 /// let peers = ["a", "b"];
 /// let total = with(ExitStack::<String>::new(), async |stack| -> Result<usize, String> {

@@ -9,10 +9,10 @@ use core::task::{Context, Poll, ready};
 use futures_core::FusedFuture;
 use pin_project_lite::pin_project;
 
-use crate::lend::{Lend, Shows, Unborrowing, unreachable_phase};
 use crate::body::Body;
 use crate::error::Error;
 use crate::guard::OnUnwind;
+use crate::lend::{Lend, Shows, Unborrowing, unreachable_phase};
 use crate::manager::{AsyncEnter, AsyncExit};
 use crate::outcome::{Failure, Outcome};
 use crate::output::BodyOutput;
@@ -43,7 +43,7 @@ use crate::output::BodyOutput;
 ///
 /// ```
 /// # futures_executor::block_on(async {
-/// use async_with::{Status, Value, from_fns, with};
+/// use async_with::{Outcome, Status, Value, from_fns, with};
 ///
 /// let log = core::cell::RefCell::new(Vec::new());
 /// let door = from_fns(
@@ -79,7 +79,7 @@ use crate::output::BodyOutput;
 ///
 /// ```
 /// # futures_executor::block_on(async {
-/// use async_with::{Error, Status, Value, from_fns, null_context, with};
+/// use async_with::{Error, Outcome, Status, Value, from_fns, null_context, with};
 ///
 /// #[derive(Debug, PartialEq)]
 /// struct Busy;
@@ -130,23 +130,29 @@ use crate::output::BodyOutput;
 ///
 /// ## Generic code: the bounds a driver writes
 ///
-/// The body's error must be `Debug + 'static`: exit receives it lent as a [`Failure`], which
-/// prints it with `{:?}` and can downcast it to its type, and downcasting (`Any`) works only
-/// for `'static` types. An error that borrows a local (`&str` into a buffer) has to be mapped
-/// to an owned one inside the body.
+/// The body's error must be `Debug + Sync + 'static`: exit receives it lent as a [`Failure`],
+/// which prints it with `{:?}` and can downcast it to its type, and downcasting (`Any`) works
+/// only for `'static` types. An error that borrows a local (`&str` into a buffer) has to be
+/// mapped to an owned one inside the body. `Sync`, because exit may hold the lent error across
+/// its awaits: a future holding `&E` is `Send` only if `E` is `Sync`, and without the bound
+/// every exit that awaits would make the whole `with` impossible to spawn. Plain error enums,
+/// `std::io::Error` and `Box<dyn Error + Send + Sync>` are `Sync`; an error holding a `Cell`
+/// or an `Rc` is not, and `with` refuses it (E0277, "cannot be shared between threads
+/// safely"); so is `Box<dyn Error>` without `+ Send + Sync`.
 ///
-/// In a generic driver the error is an associated type, and the compiler does not assume it
-/// is `'static`: without the bound, `with` fails with E0310 ("the associated type
-/// `<BUS as ErrorType>::Error` may not live long enough"). Write the bound on the associated
-/// type: `BUS::Error: 'static`. `Debug` usually comes with the trait already (embedded-hal's
-/// `ErrorType::Error: Error`, which implies `Debug`). The manager's error needs neither bound.
+/// In a generic driver the error is an associated type, and the compiler assumes neither:
+/// without the bounds, `with` fails with E0310 ("the associated type `<BUS as
+/// ErrorType>::Error` may not live long enough") or E0277. Write them on the associated type:
+/// `BUS::Error: Sync + 'static`. `Debug` usually comes with the trait already (embedded-hal's
+/// `ErrorType::Error: Error`, which implies `Debug`). The manager's error needs none of these
+/// bounds.
 ///
 /// A chip-select transaction on an embedded-hal-style bus (the traits are declared here to
 /// keep the example self-contained; embedded-hal-async's have the same shape):
 ///
 /// ```
 /// use core::fmt::Debug;
-/// use async_with::{AsyncEnter, Error, Status, from_fns, with};
+/// use async_with::{AsyncEnter, Error, Outcome, Status, from_fns, with};
 ///
 /// trait ErrorType {
 ///     type Error: Debug;
@@ -169,11 +175,11 @@ use crate::output::BodyOutput;
 ///     )
 /// }
 ///
-/// /// A generic driver: `BUS::Error: 'static` is the one bound `with` adds.
+/// /// A generic driver: `BUS::Error: Sync + 'static` are the bounds `with` adds.
 /// async fn read_register<BUS>(bus: &mut BUS, register: u8) -> Result<u8, BUS::Error>
 /// where
 ///     BUS: Bus,
-///     BUS::Error: 'static,
+///     BUS::Error: Sync + 'static,
 /// {
 ///     with(selected(bus), async |bus| -> Result<u8, BUS::Error> {
 ///         bus.transfer(register).await?;
@@ -352,7 +358,7 @@ pin_project! {
     ```
     use core::convert::Infallible;
     use core::pin::pin;
-    use async_with::{AsyncEnter, Body, FusedFuture, Status, Value, WithFuture, from_fns, with};
+    use async_with::{AsyncEnter, Body, FusedFuture, Outcome, Status, Value, WithFuture, from_fns, with};
 
     #[derive(Debug, PartialEq)]
     struct Fault;
@@ -396,7 +402,7 @@ pin_project! {
     use core::cell::RefCell;
     use core::convert::Infallible;
     use core::fmt::Debug;
-    use async_with::{AsyncEnter, Body, BodyOutput, Status, WithFuture, from_fns, with};
+    use async_with::{AsyncEnter, Body, BodyOutput, Outcome, Status, WithFuture, from_fns, with};
 
     /// Runs `body` with a counter starting at zero, and logs the count on exit.
     fn counting<'a, B, O, T, E>(
@@ -540,7 +546,10 @@ type ExitFuture<'a, M> =
     <<M as AsyncEnter>::Exit as AsyncExit<<M as AsyncEnter>::Resource>>::Future<'a>;
 /// How the body ended, lent to the exit future that borrows it.
 type ExitLend<'a, M, B> = Lend<
-    Ended<<B as Body<'a, <M as AsyncEnter>::Resource>>::Ok, <B as Body<'a, <M as AsyncEnter>::Resource>>::Err>,
+    Ended<
+        <B as Body<'a, <M as AsyncEnter>::Resource>>::Ok,
+        <B as Body<'a, <M as AsyncEnter>::Resource>>::Err,
+    >,
     (),
     ExitFuture<'a, M>,
 >;
