@@ -17,6 +17,9 @@
 //! # }
 //! ```
 //!
+//! [`audited`] is the same transaction, recording the body's error in an audit row after it
+//! undid the body's writes.
+//!
 //! | the body | exit | `with` resolves to |
 //! |---|---|---|
 //! | returns `Ok(v)` | `COMMIT` succeeds | `Ok(v)` |
@@ -48,7 +51,7 @@
 //! The manager's cancellation hook is the default one, dropping the `Transaction`: the
 //! `ROLLBACK` that tokio-postgres queues is the one synchronous step that can be taken.
 
-use async_with::{SendManager, Status, from_fns};
+use async_with::{Outcome, SendManager, Status, from_fns};
 use tokio_postgres::{Client, Error, Transaction, TransactionBuilder};
 
 /// A transaction on `client`: `BEGIN` on enter; on exit `COMMIT` if the body returned `Ok`, and
@@ -122,6 +125,64 @@ pub fn savepoint<'t, 'c>(
     from_fns(async move || tx.transaction().await, finish)
 }
 
+/// A transaction that records why it failed: [`transaction`], except that when the body fails
+/// or panics, exit undoes the body's writes, then runs `insert` with the body's error as its
+/// one text parameter (`$1`, the error's `{:?}`; `"panicked"` after a panic), and commits that
+/// row alone. The error is the body's own, lent to exit while it awaits these round trips on
+/// the same connection, and the caller receives it afterwards unchanged.
+///
+/// Enter runs `BEGIN` and then `SAVEPOINT`; on failure exit runs `ROLLBACK TO SAVEPOINT` (which
+/// also ends an aborted transaction, after a failed statement), the `INSERT` and `COMMIT`. So the
+/// audit row and the body's writes are never both committed. If one of these statements fails,
+/// nothing is committed and the `with` resolves to `Error::BodyAndExit`. Cancellation is that of
+/// [`transaction`]: a dropped body writes no audit row, and tokio-postgres queues a `ROLLBACK`.
+///
+/// `insert` is SQL run as given: a constant of the program, never built from input.
+///
+/// ```no_run
+/// use async_with::{Error, with};
+/// use async_with_postgres::audited;
+///
+/// # async fn run(client: &mut tokio_postgres::Client) {
+/// let audit = "INSERT INTO audit (reason) VALUES ($1)";
+/// let result = with(audited(client, audit), async |tx| {
+///     tx.execute("UPDATE stock SET n = n - 1 WHERE item = 42", &[]).await?;
+///     tx.execute("INSERT INTO shipment (item) VALUES (42)", &[]).await
+/// })
+/// .await;
+/// if let Err(Error::Body(e)) = &result {
+///     // The UPDATE is undone, and `audit` holds one row with `e`'s text.
+///     # let _ = e;
+/// }
+/// # }
+/// ```
+pub fn audited<'c>(
+    client: &'c mut Client,
+    insert: &'static str,
+) -> impl SendManager<Resource = Transaction<'c>, Error = Error> + use<'c> {
+    from_fns(
+        async move || {
+            let tx = client.transaction().await?;
+            tx.batch_execute("SAVEPOINT async_with_audit").await?;
+            Ok(tx)
+        },
+        async move |tx: Transaction<'_>, outcome: Outcome<'_>| {
+            if outcome.status() == Status::Success {
+                return tx.commit().await;
+            }
+            tx.batch_execute("ROLLBACK TO SAVEPOINT async_with_audit")
+                .await?;
+            // Still lent after that round trip: the body's error itself, not a copy.
+            let reason = match outcome.failure() {
+                Some(error) => format!("{error:?}"),
+                None => String::from("panicked"),
+            };
+            tx.execute(insert, &[&reason]).await?;
+            tx.commit().await
+        },
+    )
+}
+
 /// Passes a body closure through unchanged, so that a `with` on a [`Transaction`] can be
 /// spawned: `tokio::spawn(async move { with(transaction(&mut client), spawnable(async |tx| ..)).await })`.
 ///
@@ -155,8 +216,8 @@ where
 
 /// The exit of all three managers: `COMMIT` (`RELEASE`) on success, `ROLLBACK` (`ROLLBACK TO`)
 /// otherwise.
-async fn finish(tx: Transaction<'_>, status: Outcome<'_>) -> Result<(), Error> {
-    match status {
+async fn finish(tx: Transaction<'_>, outcome: Outcome<'_>) -> Result<(), Error> {
+    match outcome.status() {
         Status::Success => tx.commit().await,
         Status::Failure | Status::Panicked => tx.rollback().await,
     }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_with::{Error, with};
-use async_with_postgres::{begin, savepoint, spawnable, transaction};
+use async_with_postgres::{audited, begin, savepoint, spawnable, transaction};
 use tokio::task::JoinHandle;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Config, IsolationLevel, NoTls, Transaction};
@@ -240,6 +240,80 @@ async fn failed_statement_in_the_body_rolls_back_and_keeps_the_db_error() {
     }
     assert_idle(&observer, pid).await;
     assert_eq!(count(&observer, "t_stmt").await, 0);
+    assert_usable(&client).await;
+}
+
+/// The audit rows, oldest first, read from `observer`.
+async fn audit_rows(observer: &Client, table: &str) -> Vec<String> {
+    let sql = format!("SELECT reason FROM {table} ORDER BY n");
+    let rows = observer.query(&sql, &[]).await.expect("audit rows");
+    rows.iter().map(|row| row.get(0)).collect()
+}
+
+#[tokio::test]
+async fn audited_records_the_body_error_after_undoing_its_writes() {
+    let observer = observer("audited").await;
+    setup(
+        &observer,
+        "DROP TABLE IF EXISTS t_audited, t_audited_log;
+         CREATE TABLE t_audited (id int PRIMARY KEY);
+         CREATE TABLE t_audited_log (n serial PRIMARY KEY, reason text NOT NULL)",
+    )
+    .await;
+    let (mut client, _conn) = connect("audited").await;
+    let pid = pid(&client).await;
+    let insert = "INSERT INTO t_audited_log (reason) VALUES ($1)";
+
+    // A body error of the program's own type: its `{:?}` is the audit row.
+    let result = with(
+        audited(&mut client, insert),
+        async |tx| -> Result<(), BodyError> {
+            tx.execute("INSERT INTO t_audited VALUES (7)", &[]).await?;
+            Err(BodyError::Rejected { id: 7 })
+        },
+    )
+    .await;
+    match result {
+        Err(Error::Body(BodyError::Rejected { id: 7 })) => {}
+        other => panic!("expected Error::Body(Rejected {{ id: 7 }}), got {other:?}"),
+    }
+    assert_idle(&observer, pid).await;
+    assert_eq!(
+        count(&observer, "t_audited").await,
+        0,
+        "the body's write is undone"
+    );
+    let rejected = format!("{:?}", BodyError::Rejected { id: 7 });
+    assert_eq!(audit_rows(&observer, "t_audited_log").await, [rejected]);
+
+    // A failed statement: the transaction is aborted on the server until the ROLLBACK TO.
+    let result = with(
+        audited(&mut client, insert),
+        async |tx| -> Result<(), PgError> {
+            tx.execute("INSERT INTO t_audited VALUES (1)", &[]).await?;
+            tx.execute("INSERT INTO t_audited VALUES (1)", &[]).await?;
+            Ok(())
+        },
+    )
+    .await;
+    match result {
+        Err(Error::Body(e)) => assert_eq!(e.code(), Some(&SqlState::UNIQUE_VIOLATION)),
+        other => panic!("expected Error::Body(unique violation), got {other:?}"),
+    }
+    assert_eq!(count(&observer, "t_audited").await, 0);
+    let rows = audit_rows(&observer, "t_audited_log").await;
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(rows[1].contains("duplicate key"), "{rows:?}");
+
+    // Success: the body's write is committed, and no audit row is written.
+    let result = with(audited(&mut client, insert), async |tx| {
+        tx.execute("INSERT INTO t_audited VALUES (2)", &[]).await
+    })
+    .await;
+    assert_eq!(result.ok(), Some(1));
+    assert_eq!(count(&observer, "t_audited").await, 1);
+    assert_eq!(audit_rows(&observer, "t_audited_log").await.len(), 2);
+    assert_idle(&observer, pid).await;
     assert_usable(&client).await;
 }
 
