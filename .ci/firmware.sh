@@ -79,8 +79,9 @@ EXPECTED=(
     "enter: power up"
     "enter: sensor ready"
     "body: read Err(NoAck)"
-    "exit: power down after Failure(NoAck)"
+    "exit: power down after Failure"
     "exit: sensor off"
+    "exit: body failed: NoAck"
     "result: Err(Body(NoAck))"
     "-- 3. read cancelled by select"
     "enter: power up"
@@ -230,10 +231,13 @@ for build in "${BUILDS[@]}"; do
 done
 
 # The flash guard: `with`'s text over the hand-written build's, in percent, may not grow past
-# what was measured (rustc 1.95.0 (59807616e 2026-04-14): +7.76% at "s", +21.05% at "z")
+# what was measured (rustc 1.95.0 (59807616e 2026-04-14): +14.94% at "s", +22.46% at "z")
 # by more than half a percentage point. At "z" about 900 bytes of the difference are
-# compiler_builtins' memcpy, which the hand-written build happens not to link.
-FLASH_LIMITS=("s 8.2" "z 21.5")
+# compiler_builtins' memcpy, which the hand-written build happens not to link. Issue 17 raised
+# them from 8.2 and 21.5 (measured +7.96% and +21.17%): exit futures that borrow the outcome
+# (the crate's exit phase a self-borrow) took `with` to +13.06% and +22.59% with no other
+# change here; the sensor's exit logging the body's error after its drain, to the figures above.
+FLASH_LIMITS=("s 15.4" "z 22.9")
 for limit in "${FLASH_LIMITS[@]}"; do
     read -r level allowed <<<"$limit"
     read -r with hand percent <<<"$(excess "$level")"

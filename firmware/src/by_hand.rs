@@ -23,7 +23,7 @@ pub(crate) async fn powered<'d, T, E>(
     body: impl AsyncFnOnce(&mut &'d mut Sensor) -> Result<T, E>,
 ) -> Result<T, Error<SensorError, E>>
 where
-    E: Debug + Any,
+    E: Debug + Any + Sync,
 {
     // Enter; a drop now drops the enter future, and nothing else runs.
     let (sensor, exit) = Powered(sensor).enter().await.map_err(Error::Enter)?;
@@ -37,6 +37,8 @@ where
     };
     let ended = body(sensor).await;
     let (sensor, exit) = entered.disarm();
+    // The exit future borrows the body's error through the outcome across its awaits (it logs
+    // it after the drain): `ended` stays here until exit ends, as it stays inside `with`.
     let outcome = match &ended {
         Ok(_) => Outcome::Success,
         Err(error) => Outcome::Failure(Failure::new(error)),

@@ -1,5 +1,6 @@
 //! async-with on a Cortex-M3: an embassy-executor task powers a simulated sensor up, reads it
-//! and powers it down with `with`; then a read that fails (the sensor is still powered down);
+//! and powers it down with `with`; then a read that fails (the sensor is still powered down,
+//! and exit logs the body's error, still lent to it after its drain);
 //! then a read cancelled by `embassy_futures::select` against a shorter future (the body future
 //! is dropped, then the manager's synchronous `cancel` hook cuts the power).
 //!
@@ -165,7 +166,7 @@ impl<'d> Future for PowerUp<'d> {
 }
 
 /// Exit handle: powers the sensor down, asynchronously after a body, synchronously on
-/// cancellation.
+/// cancellation; after a failed body, logs the body's error once the sensor is off.
 struct PowerDown;
 
 /// How many times the cancellation hook ran.
@@ -173,13 +174,14 @@ static CANCELS: AtomicU32 = AtomicU32::new(0);
 
 impl<'d> AsyncExit<&'d mut Sensor> for PowerDown {
     type Error = SensorError;
-    type Future<'o> = PowerOff<'d>;
+    type Future<'o> = PowerOff<'d, 'o>;
 
-    fn exit(self, sensor: &'d mut Sensor, outcome: Outcome<'_>) -> PowerOff<'d> {
-        hprintln!("exit: power down after {:?}", outcome);
+    fn exit<'o>(self, sensor: &'d mut Sensor, outcome: Outcome<'o>) -> PowerOff<'d, 'o> {
+        hprintln!("exit: power down after {:?}", outcome.status());
         PowerOff {
             drain: Wait::new(2, ()),
             sensor: Some(sensor),
+            outcome,
         }
     }
 
@@ -191,13 +193,15 @@ impl<'d> AsyncExit<&'d mut Sensor> for PowerDown {
     }
 }
 
-/// Exit future: waits for the sensor to drain, then clears the power bit.
-struct PowerOff<'d> {
+/// Exit future: waits for the sensor to drain, then clears the power bit, then logs the body's
+/// error, which the outcome still lends after the drain's `Pending`s (no copy, no allocation).
+struct PowerOff<'d, 'o> {
     drain: Wait<()>,
     sensor: Option<&'d mut Sensor>,
+    outcome: Outcome<'o>,
 }
 
-impl Future for PowerOff<'_> {
+impl Future for PowerOff<'_, '_> {
     type Output = Result<(), SensorError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -210,6 +214,9 @@ impl Future for PowerOff<'_> {
                     .expect("`PowerOff` polled after completion");
                 sensor.powered = false;
                 hprintln!("exit: sensor off");
+                if let Some(failure) = self.outcome.failure() {
+                    hprintln!("exit: body failed: {:?}", failure);
+                }
                 Poll::Ready(Ok(()))
             }
         }

@@ -24,7 +24,7 @@ pub(crate) fn powered<'d, B, T, E>(
 where
     B: AsyncFnOnce(&mut &'d mut Sensor) -> Result<T, E>,
     B: for<'r> Body<'r, &'d mut Sensor, Ok = T, Err = E>,
-    E: Debug + 'static,
+    E: Debug + Sync + 'static,
 {
     with(Powered(sensor), body)
 }
@@ -41,7 +41,7 @@ where
     Cs: OutputPin,
     B: AsyncFnOnce(&mut Selected<'d, Bus, Cs>) -> Result<T, E>,
     B: for<'r> Body<'r, Selected<'d, Bus, Cs>, Ok = T, Err = E>,
-    E: Debug + 'static,
+    E: Debug + Sync + 'static,
 {
     with(spi_device::transaction(bus, cs), body)
 }

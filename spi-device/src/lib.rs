@@ -7,6 +7,7 @@
 //! - the **body** gets `&mut` [`Selected`]: the bus, to read, write and transfer as it likes,
 //!   branching on what it has read; it cannot reach the chip-select pin;
 //! - **exit** flushes the bus and deasserts chip select (high), whatever the body returned;
+//!   then, with [`logged_transaction`], hands the body's error to a log while it is still lent;
 //! - **cancellation** (the `with` future dropped mid-body) deasserts chip select synchronously.
 //!
 //! ```
@@ -47,7 +48,7 @@
 //! would too if it could. It cannot, on stable Rust (1.85 and later), for one reason: the
 //! methods of `embedded_hal_async::spi::SpiBus` are `async fn`s in a trait, so the future of
 //! `bus.flush()` is anonymous. A hand-written `AsyncExit` must write its future as an
-//! associated type (`type Future = ..`), and nothing can name that future: return-type
+//! associated type (`type Future<'o> = ..`), and nothing can name that future: return-type
 //! notation (`B::flush(..)`) is unstable (rust-lang/rust#109417), so is `impl Trait` in
 //! associated types, and the usual escape, `Pin<Box<dyn Future>>`, needs an allocator that a
 //! `no_std` firmware does not have. Enter alone could be written by hand (set chip select
@@ -55,17 +56,17 @@
 //! the bus, and exit cannot do without its `flush`.
 //!
 //! [`async_with::from_fns`] can: it is generic over `FnOnce() -> EnterFut` and
-//! `FnOnce(R, Status) -> ExitFut`, so the compiler infers the closures' futures and the
+//! `FnOnce(R, Outcome<'o>) -> ExitFut`, so the compiler infers the closures' futures and the
 //! manager's `Enter` and `Exit` types name them through those `FnOnce` projections. Nothing is
-//! boxed; the futures live inline in the `WithFuture`. The costs:
+//! boxed; the futures live inline in the `WithFuture`. The exit closure receives the body's
+//! [`Outcome`], as a hand-written exit would, and its future may keep it across its
+//! `flush().await`: that is how [`logged_transaction`] logs the body's error after releasing
+//! the device.
 //!
-//! - [`transaction`] returns `impl AsyncEnter<..>`: its type has no name, so neither has the
-//!   `WithFuture` (it cannot be written in a `static` by name). Any future that awaits an
-//!   `embedded-hal-async` method is unnameable in the same way, so this costs nothing a caller
-//!   had.
-//! - The exit closure receives a [`Status`](async_with::Status), not the full `Outcome` with the body's error.
-//!   Releasing an SPI device does not depend on the error: flush, then deassert, on every
-//!   path. (A hand-written exit could look at the error; that is the one thing lost.)
+//! The one cost: [`transaction`] and [`logged_transaction`] return `impl AsyncEnter<..>`, whose
+//! type has no name, so neither has the `WithFuture` (it cannot be written in a `static` by name). Any future that
+//! awaits an `embedded-hal-async` method is unnameable in the same way, so this costs nothing a
+//! caller had.
 //!
 //! # Cancellation
 //!
@@ -79,10 +80,12 @@
 //!   deasserts chip select, synchronously. There is no `flush` (it could not be awaited); the
 //!   next transaction's enter flushes before it selects a device.
 //! - **exit**, awaiting the last `flush`: the exit future is dropped, and with it the
-//!   [`Selected`] it owns, whose `Drop` deasserts chip select.
+//!   [`Selected`] it owns, whose `Drop` deasserts chip select. A [`logged_transaction`]'s log
+//!   is not called (it comes after the flush).
 //!
-//! A pin error in the cancel hook or in `Drop` has nowhere to go and is ignored (an
-//! `OutputPin` on a microcontroller is usually infallible).
+//! Cancelled in the body or in enter, there is no outcome, so the log is not called either. A
+//! pin error in the cancel hook or in `Drop` has nowhere to go and is ignored (an `OutputPin`
+//! on a microcontroller is usually infallible).
 
 #![no_std]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
@@ -90,7 +93,7 @@
 use core::fmt;
 use core::ops::{Deref, DerefMut};
 
-use async_with::{AsyncEnter, from_fns};
+use async_with::{AsyncEnter, ExitFn, Failure, Outcome, from_fns};
 use embedded_hal::digital::OutputPin;
 use embedded_hal::spi::ErrorKind;
 use embedded_hal_async::spi::SpiBus;
@@ -111,6 +114,7 @@ use embedded_hal_async::spi::SpiBus;
 /// | cancel | `cs.set_high()`, synchronously | ignored |
 ///
 /// The body's outcome does not change what exit does: the chip is released on every path.
+/// To see the body's error in exit as well, use [`logged_transaction`].
 pub fn transaction<'d, B, P>(
     bus: &'d mut B,
     cs: &'d mut P,
@@ -118,6 +122,104 @@ pub fn transaction<'d, B, P>(
 where
     B: SpiBus,
     P: OutputPin,
+{
+    // Its own exit closure, not `logged_transaction`'s with a no-op log: an async closure's
+    // future keeps a parameter used after an await twice (rust-lang/rust#62958), and this one
+    // does not use the outcome at all (12 bytes less in the firmware's `WithFuture`).
+    selecting(
+        bus,
+        cs,
+        async |mut device: Selected<'d, B, P>, _outcome: Outcome<'_>| device.release().await,
+    )
+}
+
+/// A [`transaction`] whose exit, once the device is released, hands the body's error to
+/// `log`: exit flushes the bus and deasserts chip select, then, if the body returned `Err`,
+/// calls `log` with the error lent as a [`Failure`] (it prints with `{:?}` and downcasts to
+/// the body's error type). The error is not cloned, and the caller still receives it in
+/// [`Error::Body`](async_with::Error::Body) (or `BodyAndExit`).
+///
+/// The device is released first, so a slow log (a UART, semihosting) does not hold chip
+/// select low; the error stays lent across exit's `flush().await`. `log` is not called when
+/// the body succeeded, when it panicked (with `async-with`'s `std` feature: a panic is not an
+/// error value), or when the `with` future is dropped before exit's flush completes (see
+/// [Cancellation](crate#cancellation)). It is a plain closure: no allocation, no logging
+/// framework; pass `&mut log` to reuse an `FnMut` across transactions. It sees what exit is
+/// shown: under a plain `with`, the body's error; inside a group or an exit stack, the newest
+/// failure, which may be an earlier exit's error ([`async_with::group`]).
+///
+/// ```
+/// # futures_executor::block_on(async {
+/// use core::cell::Cell;
+/// use async_with::{Error, with};
+/// use embedded_hal_async::spi::SpiBus;
+/// use embedded_hal_mock::eh1::digital::{Mock as Pin, State, Transaction as Set};
+/// use embedded_hal_mock::eh1::spi::{Mock as Bus, Transaction as Spi};
+/// use spi_device::logged_transaction;
+///
+/// #[derive(Debug, PartialEq)]
+/// struct WrongId([u8; 1]);
+///
+/// let mut bus = Bus::new(&[Spi::flush(), Spi::read_vec(vec![0x00]), Spi::flush()]);
+/// let mut cs = Pin::new(&[Set::set(State::Low), Set::set(State::High)]);
+/// let logged = Cell::new(None);
+///
+/// let manager = logged_transaction(&mut bus, &mut cs, |failure| {
+///     // The body's error, lent: here copied out by type (a firmware would print `{failure:?}`).
+///     logged.set(failure.downcast_ref::<WrongId>().map(|WrongId(id)| *id));
+/// });
+/// let id = with(manager, async |spi| {
+///     let mut id = [0];
+///     spi.read(&mut id).await.expect("the mock bus");
+///     if id != [0xef] {
+///         return Err(WrongId(id));
+///     }
+///     Ok(id)
+/// })
+/// .await;
+///
+/// assert_eq!(id, Err(Error::Body(WrongId([0x00])))); // the caller still gets the error
+/// assert_eq!(logged.get(), Some([0x00])); // and exit logged it
+/// bus.done();
+/// cs.done();
+/// # });
+/// ```
+pub fn logged_transaction<'d, B, P, L>(
+    bus: &'d mut B,
+    cs: &'d mut P,
+    log: L,
+) -> impl AsyncEnter<Resource = Selected<'d, B, P>, Error = SpiError<B::Error, P::Error>>
+where
+    B: SpiBus,
+    P: OutputPin,
+    L: FnOnce(Failure<'_>),
+{
+    selecting(
+        bus,
+        cs,
+        async move |mut device: Selected<'d, B, P>, outcome: Outcome<'_>| {
+            let released = device.release().await;
+            // After the await: the body's error is lent to exit until exit ends.
+            if let Some(failure) = outcome.failure() {
+                log(failure);
+            }
+            released
+        },
+    )
+}
+
+/// The manager of both [`transaction`]s, given its exit closure: enter flushes the bus, then
+/// selects the device; cancellation deselects it at once.
+fn selecting<'d, B, P, Exit>(
+    bus: &'d mut B,
+    cs: &'d mut P,
+    exit: Exit,
+) -> impl AsyncEnter<Resource = Selected<'d, B, P>, Error = SpiError<B::Error, P::Error>>
+where
+    B: SpiBus,
+    P: OutputPin,
+    Exit: AsyncFnOnce(Selected<'d, B, P>, Outcome<'_>) -> Result<(), SpiError<B::Error, P::Error>>,
+    Exit: for<'o> ExitFn<'o, Selected<'d, B, P>, Error = SpiError<B::Error, P::Error>>,
 {
     from_fns(
         async move || {
@@ -131,7 +233,7 @@ where
                 selected: true,
             })
         },
-        async |mut device, _status| device.release().await,
+        exit,
     )
     .on_cancel(|mut device| device.deselect_now())
 }
