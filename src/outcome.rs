@@ -3,6 +3,8 @@
 use core::any::Any;
 use core::fmt;
 
+use crate::lend::Shows;
+
 /// How the body ended, passed to [`AsyncExit::exit`](crate::AsyncExit::exit) and to the exit
 /// closure of [`from_fns`](crate::from_fns) — Python's `__aexit__(exc_type, exc, tb)`.
 ///
@@ -234,5 +236,14 @@ pub(crate) fn newest<'a, X: fmt::Debug + Any + Sync>(
         (_, Outcome::Panicked) => Outcome::Panicked,
         (Some(error), _) => Outcome::Failure(Failure::new(error)),
         (None, outcome) => outcome,
+    }
+}
+
+/// A group, or a `with` whose body failed, keeps the newest failure before an exit in an
+/// `Option` lent to that exit.
+impl<E: fmt::Debug + Any + Sync> Shows for Option<E> {
+    #[inline]
+    fn shows<'v>(&'v self, outer: Outcome<'v>) -> Outcome<'v> {
+        newest(self.as_ref(), outer)
     }
 }

@@ -24,7 +24,7 @@
 //! - enter runs left to right, each awaited to completion before the next starts;
 //! - after the body, exit runs right to left;
 //! - if a manager's enter fails, those already entered exit, right to left, and see that
-//!   failure as their [`Outcome`];
+//!   failure as their [`Outcome`](crate::Outcome);
 //! - if an exit fails, the exits to its left see that failure (the newest one, as Python
 //!   passes the newest exception outward); otherwise they see the body's outcome — except
 //!   that after a panicking body (feature `std`) every exit sees `Panicked`, and the panic
@@ -123,14 +123,3 @@ mod pair;
 mod tuple;
 
 pub use self::error::{Fault, FaultList, Faults, GroupError};
-
-use crate::lend::Shows;
-use crate::outcome::{Outcome, newest};
-
-/// A group keeps the newest failure before an exit in an `Option` lent to that exit.
-impl<E: core::fmt::Debug + core::any::Any + Sync> Shows for Option<E> {
-    #[inline]
-    fn shows<'v>(&'v self, outer: Outcome<'v>) -> Outcome<'v> {
-        newest(self.as_ref(), outer)
-    }
-}

@@ -80,6 +80,10 @@ pub use self::error::CloseErrors;
 /// ([`AsyncExit::cancel`] for entered managers; adopted values and deferred closures are
 /// dropped without running), newest first, exactly once — in a loop, without recursion.
 ///
+/// A close owns the entries it closes: `close` moves them out of the stack, which is closed
+/// from that call on. So a [`CloseFuture`] that is leaked (`mem::forget`) leaks its entries
+/// with it, exits under way included, and the stack, empty, drops nothing of them later.
+///
 /// [`WithFuture`]: crate::WithFuture
 ///
 /// # Threads
@@ -165,7 +169,8 @@ impl<'a, X, D: ?Sized + StackEntry<X>> ExitStack<'a, X, D> {
         self.len() == 0
     }
 
-    /// `true` once [`close`](ExitStack::close) has finished, or was cancelled.
+    /// `true` once [`close`](ExitStack::close) or [`close_with`](ExitStack::close_with) was called
+    /// (the entries then belong to the close), or the stack was closed as a manager.
     pub fn is_closed(&self) -> bool {
         self.closed
     }

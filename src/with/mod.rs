@@ -269,7 +269,7 @@ pin_project! {
     | before the first poll | nothing: [`AsyncEnter::enter`] was never called; the manager and the body are dropped |
     | during enter | the enter future is dropped, and its own `Drop` undoes what it had started. No resource exists, so nothing exits |
     | during the body | the body future is dropped first, while the resource is still alive. Then the resource goes to the exit handle's synchronous [`AsyncExit::cancel`] (by default it is dropped), exactly once. [`AsyncExit::exit`] does not run |
-    | during exit | the exit future is dropped, and its own `Drop` cleans up. `cancel` does not run: exit has the resource. The body's value or error is dropped; with `std`, so is a caught panic, which then does not resume |
+    | during exit | the exit future is dropped, and its own `Drop` cleans up. `cancel` does not run: exit has the resource. Then the body's value or error is dropped (after the exit future, which may borrow it); with `std`, so is a caught panic, which then does not resume |
     | after `Ready` | nothing more |
 
     So after a successful enter, exactly one of `exit` and `cancel` is called, unless the
@@ -465,7 +465,7 @@ pin_project! {
     | [`AsyncExit::exit`], the method (called when the body has ended) | no `cancel`: the resource and the exit handle were moved into the call. The body's value or error is dropped; after a body panic (`std`), its payload is dropped and this panic propagates instead | finished |
     | the exit future's `poll` | no `cancel` | exiting: polling again polls the exit future again (an `async` block's future then panics, as above); dropping drops it and the body's value, error or payload |
     | the enter future's destructor, when enter has finished | exit does not run; the resource it produced goes to `cancel` while unwinding (as in the row for the body future's destructor) | finished |
-    | the exit future's destructor, when exit has finished | its result and the body's value, error or payload are dropped while unwinding | finished |
+    | the exit future's destructor, when exit has finished | its result is dropped while unwinding; the body's value, error or payload stays inside | exiting, with no exit future: polling again panics with "`WithFuture` polled again after a panic escaped an earlier `poll`"; dropping drops the body's value, error or payload |
     | [`AsyncExit::cancel`] (called while the `WithFuture` is dropped mid-body) | the panic propagates out of the drop; the resource and the exit handle were moved into `cancel` | gone |
 
     Where panics abort (`panic = "abort"`, as on the Cortex-M targets), none of this happens:
