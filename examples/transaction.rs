@@ -1,8 +1,10 @@
 //! A transaction that commits when the body returns `Ok` and rolls back when it returns `Err`,
 //! on a simulated asynchronous key-value store — without boxing the body.
 //!
-//! The manager is written by hand (`AsyncEnter` + `AsyncExit`) so that exit can look at the
-//! body's error: it logs it before rolling back.
+//! The transaction manager is written by hand (`AsyncEnter` + `AsyncExit`, with named futures,
+//! as a library would); its exit looks at the body's error and logs it before rolling back.
+//! The audit manager is built from two closures (`from_fns`); its exit awaits a round trip and
+//! then writes the body's error, still lent, into the audit line.
 //!
 //! Run it with `cargo run --example transaction`.
 
@@ -147,9 +149,10 @@ fn audit<'s>(
             store.log.borrow_mut().push(format!("AUDIT start: {what}"));
             Ok(what)
         },
-        async move |what: &'static str, status: Outcome<'_>| {
+        async move |what: &'static str, outcome: Outcome<'_>| {
             Then::new(()).await; // the audit write is a round trip too
-            let line = format!("AUDIT end: {what} ({status:?})");
+            // The body's error is still lent after the await: the audit line names it.
+            let line = format!("AUDIT end: {what} ({outcome:?})");
             store.log.borrow_mut().push(line);
             Ok(())
         },
@@ -274,7 +277,7 @@ fn main() {
             "AUDIT start: transfer",
             "BEGIN",
             "ROLLBACK because Failure(Transfer(InsufficientFunds { balance: 65, wanted: 1000 }))",
-            "AUDIT end: transfer (Failure)",
+            "AUDIT end: transfer (Failure(Transfer(InsufficientFunds { balance: 65, wanted: 1000 })))",
         ]
     );
 }
