@@ -12,6 +12,9 @@ use core::task::{Context, Poll};
 use async_with::{AsyncEnter, AsyncExit, Error, Outcome, from_fns, with};
 use futures_executor::block_on;
 use pin_project_lite::pin_project;
+use support::Yield;
+
+mod support;
 
 type Log = RefCell<Vec<String>>;
 
@@ -21,28 +24,12 @@ struct BodyError(u32);
 #[derive(Debug, PartialEq, Clone, Copy)]
 struct Fail(char);
 
-/// Pending once, then ready: an exit that awaits.
-struct YieldOnce(bool);
-
-impl Future for YieldOnce {
-    type Output = ();
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.0 {
-            Poll::Ready(())
-        } else {
-            self.0 = true;
-            cx.waker().wake_by_ref();
-            Poll::Pending
-        }
-    }
-}
-
 /// A member that records what its exit sees, after an await, and fails if told to.
 fn member(log: &Log, name: char, fails: bool) -> impl AsyncEnter<Resource = char, Error = Fail> {
     from_fns(
         async move || Ok(name),
         async move |name: char, outcome: Outcome<'_>| {
-            YieldOnce(false).await;
+            Yield::new(1).await;
             log.borrow_mut().push(format!("{name} sees {outcome:?}"));
             if fails { Err(Fail(name)) } else { Ok(()) }
         },
@@ -130,7 +117,7 @@ fn expected(failing: char) -> Vec<String> {
 }
 
 async fn failing_body<R>(_: &mut R) -> Result<(), BodyError> {
-    YieldOnce(false).await;
+    Yield::new(1).await;
     Err(BodyError(7))
 }
 
@@ -232,8 +219,10 @@ fn a_stack_closed_by_hand_with_an_outcome_shows_it_across_awaits() {
 
 /// Reads the outcome it holds when dropped, so that a dangling borrow would be undefined
 /// behaviour (Miri) and a drop that should not happen is counted.
+#[cfg(feature = "alloc")]
 struct ReadsOnDrop<'o, 'c>(Outcome<'o>, &'c core::cell::Cell<usize>);
 
+#[cfg(feature = "alloc")]
 impl Drop for ReadsOnDrop<'_, '_> {
     fn drop(&mut self) {
         assert!(!format!("{:?}", self.0).is_empty());
@@ -259,7 +248,7 @@ fn a_close_leaked_mid_way_takes_its_entries_with_it() {
             async || Ok::<_, Fail>(()),
             async |(), outcome: Outcome<'_>| {
                 let _reads = ReadsOnDrop(outcome, &drops);
-                YieldOnce(false).await;
+                Yield::new(1).await;
                 Ok(())
             },
         );
