@@ -210,8 +210,9 @@ async fn sync_all(
         ExitStack::<NetError>::new(),
         async |stack| -> Result<u64, NetError> {
             // Registered first, so it runs last: one LIFO order across every kind of entry.
-            stack.push_exit(async |status: Outcome<'_>| {
-                net.say(format!("exit:  session log written ({status:?})"));
+            // It sees the body's error itself, lent for as long as it runs.
+            stack.push_exit(async |outcome: Outcome<'_>| {
+                net.say(format!("exit:  session log written ({outcome:?})"));
                 Ok::<_, NetError>(())
             });
             let mut conns = Vec::new();
@@ -348,7 +349,7 @@ fn main() {
             "body:  connect failed (gamma unreachable); 3 entries registered",
             "exit:  close beta (scope ended: failure: gamma unreachable)",
             "exit:  close alpha (scope ended: failure: gamma unreachable)",
-            "exit:  session log written (Failure)",
+            "exit:  session log written (Failure(Unreachable(\"gamma\")))",
         ]
     );
 

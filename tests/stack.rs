@@ -41,6 +41,7 @@ use core::task::{Context, Poll, Waker};
 use std::rc::Rc;
 
 // `AsyncEnter` is in scope on purpose: its `enter(self)` must not take the stack's method calls.
+use async_with::stack::ScopedSendExitStack;
 use async_with::{
     AsyncEnter, AsyncExit, CloseErrors, Error, ExitStack, Outcome, SendExitStack, Status, Value,
     from_fns, null_context, with,
@@ -2146,7 +2147,7 @@ fn send_exit_stack_moves_into_a_task_on_a_multi_thread_runtime() {
             // The stack is the task's manager: closed (in the task) after the body.
             rt.spawn(with(
                 stack,
-                async move |stack: &mut SendExitStack<'static, String>| -> Result<(), String> {
+                async move |stack: &mut SendExitStack<String>| -> Result<(), String> {
                     let mut conns = Vec::new();
                     for peer in 0..3 {
                         let (enter_log, exit_log) = (log.clone(), log.clone());
@@ -2278,7 +2279,7 @@ fn threads_push_onto_one_stack_and_every_entry_closes_exactly_once() {
         .map(|_| AtomicU8::new(0))
         .collect();
     let order = Mutex::new(Vec::new());
-    let mut stack = SendExitStack::<Fail>::new();
+    let mut stack = ScopedSendExitStack::<Fail>::new();
     std::thread::scope(|s| {
         let (stack, closed, order) = (&stack, &closed, &order);
         for thread in 0..THREADS {

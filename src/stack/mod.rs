@@ -5,6 +5,7 @@
 mod arena;
 mod entry;
 mod error;
+mod send;
 
 use alloc::vec::Vec;
 use core::fmt;
@@ -23,6 +24,7 @@ pub use self::entry::OnExitFn;
 pub use self::entry::StackEntry;
 use self::entry::{Defer, OnExit, Registered};
 pub use self::error::CloseErrors;
+pub use self::send::{ScopedSendExitStack, SendExitStack};
 
 /// A stack of exits registered at run time, closed together in reverse order — Python's
 /// `AsyncExitStack`, JavaScript's `AsyncDisposableStack`.
@@ -89,9 +91,11 @@ pub use self::error::CloseErrors;
 /// # Threads
 ///
 /// `ExitStack<'a, X>` accepts entries that are not `Send` and is not `Send` itself. Its twin
-/// [`SendExitStack`] accepts only `Send` entries and is `Send` and `Sync` (on targets with
-/// compare-and-swap), so that a task holding one, and awaiting `enter_context` on it, can be
-/// spawned.
+/// [`SendExitStack<X>`](SendExitStack) accepts only `Send + 'static` entries, is `Send` and
+/// `Sync` (on targets with compare-and-swap), and has no lifetime parameter, so that a `with`
+/// over it can be awaited in any spawned task (its docs say why the lifetime matters). For
+/// `Send` entries that borrow — scoped threads registering on one `&stack` — there is
+/// [`ScopedSendExitStack<'a, X>`](ScopedSendExitStack).
 ///
 /// Registering through `&self` takes no lock: each entry is one heap allocation, linked into
 /// the stack with one compare-and-swap, so a thread, task or interrupt handler registering on
@@ -106,23 +110,6 @@ pub struct ExitStack<'a, X, D: ?Sized + StackEntry<X> = dyn StackEntry<X> + 'a> 
 
 /// The stack's lifetime (what its entries may borrow) and error type, for variance only.
 type Scope<'a, X> = PhantomData<(&'a (), fn() -> X)>;
-
-/// An [`ExitStack`] whose entries are all `Send`, and which is therefore `Send` itself (and
-/// `Sync` where the target has compare-and-swap): what a spawned task holds.
-///
-/// ```
-/// use async_with::{SendExitStack, null_context};
-///
-/// fn assert_send<T: Send>(_: &T) {}
-///
-/// let stack = SendExitStack::<core::convert::Infallible>::new();
-/// let future = async move {
-///     let n = stack.enter_context(null_context(1_u8)).await.unwrap();
-///     *n += 1;
-/// };
-/// assert_send(&future);
-/// ```
-pub type SendExitStack<'a, X> = ExitStack<'a, X, dyn StackEntry<X> + Send + 'a>;
 
 mod sealed {
     pub trait Sealed {}
