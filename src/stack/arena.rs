@@ -27,7 +27,9 @@
 //!    reference to a `Link` or an entry is made for them. A node is published by the
 //!    compare-and-swap that makes it the head (`Release`); whoever reads it later through
 //!    `&mut self` has synchronised with that (the `&mut` itself was handed over with `Acquire`
-//!    or by a join). The lent `&mut R` covers only the entry, never its `Link`.
+//!    or by a join). The lent `&mut R` covers only the entry, never its `Link`. Under
+//!    `--cfg loom` the head and the count are loom's atomics, and `loom/tests/push.rs` runs
+//!    every interleaving of two threads pushing.
 //! 5. `Arena<D>` is `Send` and `Sync` only when `D` is `Send`: its entries are created on the
 //!    thread that pushes them and dropped on the one that closes the stack.
 //!
@@ -64,6 +66,12 @@ use core::task::{Context, Poll, ready};
 
 use super::entry::StackEntry;
 use crate::outcome::{Outcome, newest};
+
+// The model checker's atomics under `--cfg loom` (loom/tests/push.rs), the real ones otherwise.
+#[cfg(all(target_has_atomic = "ptr", not(loom)))]
+use core::sync::atomic::{AtomicPtr, AtomicUsize};
+#[cfg(all(target_has_atomic = "ptr", loom))]
+use loom::sync::atomic::{AtomicPtr, AtomicUsize};
 
 /// One entry's box: the link to the entry pushed before it, then the entry `E` — last, and
 /// the only field that names `E`, so that a `Node<D, E>` unsizes to a `Node<D>` (`E` erased to
@@ -125,7 +133,18 @@ unsafe impl<D: ?Sized + Send> Send for Arena<D> {}
 unsafe impl<D: ?Sized + Send> Sync for Arena<D> {}
 
 impl<D: ?Sized> Arena<D> {
+    #[cfg(not(loom))]
     pub(crate) const fn new() -> Self {
+        Arena {
+            head: Head::new(ptr::null_mut()),
+            count: Count::new(0),
+            _owns: PhantomData,
+        }
+    }
+
+    /// Not `const` under `--cfg loom`: the model checker's atomics are made at run time.
+    #[cfg(loom)]
+    pub(crate) fn new() -> Self {
         Arena {
             head: Head::new(ptr::null_mut()),
             count: Count::new(0),
@@ -299,12 +318,18 @@ impl<X, D: ?Sized + StackEntry<X>> Drop for Closing<'_, X, D> {
 
 /// The head of the list, pushed to from `&self` (see invariant 4).
 #[cfg(target_has_atomic = "ptr")]
-struct Head<D: ?Sized>(core::sync::atomic::AtomicPtr<Link<D>>);
+struct Head<D: ?Sized>(AtomicPtr<Link<D>>);
 
 #[cfg(target_has_atomic = "ptr")]
 impl<D: ?Sized> Head<D> {
+    #[cfg(not(loom))]
     const fn new(link: *mut Link<D>) -> Self {
-        Head(core::sync::atomic::AtomicPtr::new(link))
+        Head(AtomicPtr::new(link))
+    }
+
+    #[cfg(loom)]
+    fn new(link: *mut Link<D>) -> Self {
+        Head(AtomicPtr::new(link))
     }
 
     /// Makes `link` (a node not yet published) the newest, linked to the head it replaces:
@@ -327,11 +352,20 @@ impl<D: ?Sized> Head<D> {
     }
 
     fn get_mut(&mut self) -> *mut Link<D> {
-        *self.0.get_mut()
+        #[cfg(not(loom))]
+        let value = *self.0.get_mut();
+        #[cfg(loom)]
+        let value = self.0.with_mut(|link| *link);
+        value
     }
 
     fn set_mut(&mut self, link: *mut Link<D>) {
-        *self.0.get_mut() = link;
+        #[cfg(not(loom))]
+        {
+            *self.0.get_mut() = link;
+        }
+        #[cfg(loom)]
+        self.0.with_mut(|head| *head = link);
     }
 }
 
@@ -363,12 +397,18 @@ impl<D: ?Sized> Head<D> {
 
 /// The number of linked nodes.
 #[cfg(target_has_atomic = "ptr")]
-struct Count(core::sync::atomic::AtomicUsize);
+struct Count(AtomicUsize);
 
 #[cfg(target_has_atomic = "ptr")]
 impl Count {
+    #[cfg(not(loom))]
     const fn new(n: usize) -> Self {
-        Count(core::sync::atomic::AtomicUsize::new(n))
+        Count(AtomicUsize::new(n))
+    }
+
+    #[cfg(loom)]
+    fn new(n: usize) -> Self {
+        Count(AtomicUsize::new(n))
     }
 
     fn get(&self) -> usize {
@@ -380,15 +420,29 @@ impl Count {
     }
 
     fn get_mut(&mut self) -> usize {
-        *self.0.get_mut()
+        #[cfg(not(loom))]
+        let value = *self.0.get_mut();
+        #[cfg(loom)]
+        let value = self.0.with_mut(|n| *n);
+        value
     }
 
     fn set_mut(&mut self, n: usize) {
-        *self.0.get_mut() = n;
+        #[cfg(not(loom))]
+        {
+            *self.0.get_mut() = n;
+        }
+        #[cfg(loom)]
+        self.0.with_mut(|count| *count = n);
     }
 
     fn decrement_mut(&mut self) {
-        *self.0.get_mut() -= 1;
+        #[cfg(not(loom))]
+        {
+            *self.0.get_mut() -= 1;
+        }
+        #[cfg(loom)]
+        self.0.with_mut(|n| *n -= 1);
     }
 }
 

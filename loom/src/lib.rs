@@ -1,0 +1,1 @@
+//! Nothing here: the model-checked test is `tests/push.rs`.
