@@ -218,6 +218,18 @@ impl<D: ?Sized> Arena<D> {
         drop(unsafe { Box::from_raw(node.as_ptr()) });
     }
 
+    /// Synchronously cancels every entry, newest first, in a loop (no recursion however many
+    /// there are): an exit under way has its future dropped, the others their cancel hook.
+    pub(crate) fn cancel_all<X>(&mut self)
+    where
+        D: StackEntry<X>,
+    {
+        while let Some(top) = self.top() {
+            top.cancel();
+            self.pop();
+        }
+    }
+
     /// Moves every entry to a new arena, leaving this one empty.
     pub(crate) fn take(&mut self) -> Self {
         let head = self.head.get_mut();
@@ -309,10 +321,7 @@ impl<X, D: ?Sized + StackEntry<X>> Drop for Closing<'_, X, D> {
     fn drop(&mut self) {
         // Cancelled mid-close: the exit under way is dropped, the rest cancelled, newest
         // first, all before `errors` is dropped (invariant 7).
-        while let Some(top) = self.arena.top() {
-            top.cancel();
-            self.arena.pop();
-        }
+        self.arena.cancel_all();
     }
 }
 

@@ -452,19 +452,9 @@ impl<X, D: ?Sized + StackEntry<X>> fmt::Debug for ExitStack<'_, X, D> {
     }
 }
 
-impl<X, D: ?Sized + StackEntry<X>> ExitStack<'_, X, D> {
-    /// Synchronously cancels every entry, newest first, in a loop.
-    fn cancel_all(&mut self) {
-        while let Some(top) = self.arena.top() {
-            top.cancel();
-            self.arena.pop();
-        }
-    }
-}
-
 impl<X, D: ?Sized + StackEntry<X>> Drop for ExitStack<'_, X, D> {
     fn drop(&mut self) {
-        self.cancel_all();
+        self.arena.cancel_all();
     }
 }
 
