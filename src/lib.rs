@@ -183,6 +183,7 @@
 //!
 //! **Errors.** Every failure is kept. Where you want one error of your own type, "collapse"
 //! is the verb: [`Error::collapse`], [`Error::collapse_group`], [`Error::collapse_nested`],
+//! [`Error::collapse_group_nested`] (a group with a nested `with` inside),
 //! [`GroupError::collapse`] and [`CloseErrors::collapse`] keep the first failure, converted
 //! with `Into`, and drop the others.
 //!

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use async_with::{ExitStack, Outcome, closing, from_fns, with};
+use async_with::{ExitStack, Outcome, closing, from_fns, null_context, with};
 use futures_executor::block_on;
 
 /// Calls every stack method the README may name; returns their names.
@@ -20,6 +20,8 @@ fn exercised() -> BTreeSet<&'static str> {
             .await
             .unwrap();
         *n += 1;
+        let m = stack.enter_infallible(null_context(2_u8)).await;
+        *m += 1;
         let file = stack.adopt(String::from("f"), async |_f: String| Ok::<_, ()>(()));
         file.push('!');
         stack.defer(async || Ok::<_, ()>(()));
@@ -28,7 +30,7 @@ fn exercised() -> BTreeSet<&'static str> {
             Ok::<_, ()>(())
         });
         let mut moved = stack.pop_all();
-        assert_eq!((stack.len(), moved.len()), (0, 4));
+        assert_eq!((stack.len(), moved.len()), (0, 5));
         assert_eq!(moved.close().await, Ok(()));
         let done = with(ExitStack::<()>::new(), async |stack| {
             stack
@@ -46,6 +48,7 @@ fn exercised() -> BTreeSet<&'static str> {
     });
     [
         "enter_context",
+        "enter_infallible",
         "adopt",
         "defer",
         "push_exit",

@@ -2595,3 +2595,43 @@ fn a_fixed_sequence_matches_the_model() {
     ];
     model::check(&ops).unwrap();
 }
+
+/// Issue 20: a manager that cannot fail joins a stack of any error type with
+/// `enter_infallible`: its exit sees the outcome like any entry's, and its cancel hook runs
+/// when the stack is dropped unclosed.
+#[test]
+fn an_infallible_manager_enters_a_stack_of_any_error_type() {
+    let seen = RefCell::new(Vec::new());
+    let cancelled = Cell::new(0);
+    let result = block_on(with(
+        ExitStack::<std::io::Error>::new(),
+        async |stack| -> Result<u32, BodyError> {
+            let limit = stack.enter_infallible(null_context(3_u32)).await;
+            *limit += 1;
+            let lock = stack
+                .enter_infallible(from_fns(
+                    async || Ok::<_, Infallible>(7_u32),
+                    async |n: u32, outcome: Outcome<'_>| {
+                        seen.borrow_mut().push(format!("{n} {outcome:?}"));
+                        Ok(())
+                    },
+                ))
+                .await;
+            Err(BodyError(*lock + *limit))
+        },
+    ));
+    let Err(Error::Body(BodyError(11))) = result else {
+        panic!("{result:?}")
+    };
+    assert_eq!(*seen.borrow(), ["7 Failure(BodyError(11))"]);
+
+    let stack = ExitStack::<std::io::Error>::new();
+    block_on(
+        stack.enter_infallible(
+            from_fns(async || Ok::<_, Infallible>(1_u8), async |_: u8, _| Ok(()))
+                .on_cancel(|_: u8| cancelled.set(cancelled.get() + 1)),
+        ),
+    );
+    drop(stack);
+    assert_eq!(cancelled.get(), 1);
+}

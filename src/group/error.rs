@@ -308,6 +308,50 @@ impl<S, E> Error<GroupError<S>, E> {
     }
 }
 
+impl<S, X, E> Error<GroupError<S>, Error<X, E>> {
+    /// One error of type `T` for a group of managers whose body runs a nested `with` (a tuple
+    /// or an array outside, one manager inside — the shape for a resource made from the
+    /// group's): the body's error if it failed, else the inner manager's, else the group's
+    /// first failure. The others are dropped. [`Error::collapse_group`] is the same for a
+    /// group without a nested `with`, [`Error::collapse_nested`] for two single managers.
+    ///
+    /// ```
+    /// # futures_executor::block_on(async {
+    /// use async_with::{Error, Outcome, from_fns, null_context, with};
+    ///
+    /// #[derive(Debug, PartialEq)]
+    /// enum AppError { Pool(u8), Tx(&'static str), Body(char) }
+    /// impl From<u8> for AppError { fn from(e: u8) -> Self { AppError::Pool(e) } }
+    /// impl From<&'static str> for AppError { fn from(e: &'static str) -> Self { AppError::Tx(e) } }
+    /// impl From<char> for AppError { fn from(e: char) -> Self { AppError::Body(e) } }
+    /// impl From<core::convert::Infallible> for AppError {
+    ///     fn from(n: core::convert::Infallible) -> Self { match n {} }
+    /// }
+    ///
+    /// let pool = from_fns(async || Ok::<_, u8>(2_u32), async |_: u32, _: Outcome<'_>| Ok(()));
+    /// let result = with((null_context(()), pool), async |(_, conns)| {
+    ///     // A transaction made from the group's resource: a nested `with`.
+    ///     let tx = from_fns(async || Ok::<_, &str>(*conns), async |_: u32, _| Err("rollback failed"));
+    ///     with(tx, async |_tx| Err::<(), _>('x')).await
+    /// })
+    /// .await;
+    /// let error = result.map_err(Error::collapse_group_nested::<AppError>).unwrap_err();
+    /// assert_eq!(error, AppError::Body('x')); // the first failure: the body's
+    /// # });
+    /// ```
+    pub fn collapse_group_nested<T>(self) -> T
+    where
+        S: Faults<T>,
+        X: Into<T>,
+        E: Into<T>,
+    {
+        match self {
+            Error::Enter(group) | Error::Exit(group) => group.collapse(),
+            Error::Body(inner) | Error::BodyAndExit { body: inner, .. } => inner.collapse(),
+        }
+    }
+}
+
 /// Implements the fault-list traits for an array.
 impl<X: fmt::Debug + Sync + 'static, const N: usize> sealed::Sealed for [Option<Fault<X>>; N] {}
 

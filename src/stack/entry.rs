@@ -1,6 +1,7 @@
 //! What an [`ExitStack`](super::ExitStack) keeps per entry: a resource and its exit handle,
 //! whatever kind of entry it came from, as one state machine behind a `dyn` trait.
 
+use core::convert::Infallible;
 use core::fmt;
 use core::future::Future;
 use core::marker::PhantomData;
@@ -208,5 +209,63 @@ where
     #[inline]
     fn call(self, outcome: Outcome<'o>) -> Fut {
         self(outcome)
+    }
+}
+
+pin_project! {
+    /// The exit future of an entry that cannot fail, with the stack's error type.
+    #[must_use = "futures do nothing unless you `.await` or poll them"]
+    pub struct InfallibleExit<F, X> {
+        #[pin]
+        future: F,
+        _error: PhantomData<fn() -> X>,
+    }
+}
+
+impl<F: Future<Output = Result<(), Infallible>>, X> Future for InfallibleExit<F, X> {
+    type Output = Result<(), X>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), X>> {
+        let Ok(()) = ready!(self.project().future.poll(cx));
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// The exit handle of a manager that cannot fail, given the stack's error type `X`, so that it
+/// joins any stack ([`ExitStack::enter_infallible`](super::ExitStack::enter_infallible)).
+pub struct Infallibly<H, X> {
+    exit: H,
+    _error: PhantomData<fn() -> X>,
+}
+
+impl<H, X> Infallibly<H, X> {
+    pub(crate) fn new(exit: H) -> Self {
+        Infallibly {
+            exit,
+            _error: PhantomData,
+        }
+    }
+}
+
+impl<H, X> fmt::Debug for Infallibly<H, X> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Infallibly").finish_non_exhaustive()
+    }
+}
+
+impl<R, H: AsyncExit<R, Error = Infallible>, X> AsyncExit<R> for Infallibly<H, X> {
+    type Error = X;
+    type Future<'o> = InfallibleExit<H::Future<'o>, X>;
+
+    fn exit<'o>(self, resource: R, outcome: Outcome<'o>) -> Self::Future<'o> {
+        InfallibleExit {
+            future: self.exit.exit(resource, outcome),
+            _error: PhantomData,
+        }
+    }
+
+    fn cancel(self, resource: R) {
+        self.exit.cancel(resource);
     }
 }

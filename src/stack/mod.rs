@@ -8,6 +8,7 @@ mod error;
 mod send;
 
 use alloc::vec::Vec;
+use core::convert::Infallible;
 use core::fmt;
 use core::future::{Future, Ready, ready};
 use core::marker::PhantomData;
@@ -23,6 +24,7 @@ use crate::outcome::Outcome;
 pub use self::entry::OnExitFn;
 pub use self::entry::StackEntry;
 use self::entry::{Defer, OnExit, Registered};
+pub use self::entry::{InfallibleExit, Infallibly};
 pub use self::error::CloseErrors;
 pub use self::send::{ScopedSendExitStack, SendExitStack};
 
@@ -218,6 +220,38 @@ impl<'a, X, D: ?Sized + StackEntry<X>> ExitStack<'a, X, D> {
     {
         let (resource, exit) = manager.enter().await?;
         Ok(self.register(resource, exit))
+    }
+
+    /// [`enter_context`](ExitStack::enter_context) for a manager that cannot fail (its error is
+    /// [`Infallible`]: [`null_context`](crate::null_context), an infallible lock), whatever the
+    /// stack's error type: nothing to convert, so `X` needs no `From<Infallible>`, and nothing
+    /// to unwrap.
+    ///
+    /// (`enter_context` itself asks `M::Error: Into<X>`, which `Infallible` meets only for an
+    /// `X` with a `From<Infallible>` impl; one method for both is not possible on stable Rust,
+    /// since the two rules would overlap for such an `X`.)
+    ///
+    /// # Panics
+    ///
+    /// If the stack is closed.
+    ///
+    /// ```
+    /// # futures_executor::block_on(async {
+    /// use async_with::{ExitStack, null_context};
+    ///
+    /// let stack = ExitStack::<std::io::Error>::new();
+    /// let limit = stack.enter_infallible(null_context(3_u32)).await;
+    /// *limit += 1;
+    /// assert_eq!((*limit, stack.len()), (4, 1));
+    /// # });
+    /// ```
+    pub async fn enter_infallible<'s, M>(&'s self, manager: M) -> &'s mut M::Resource
+    where
+        M: AsyncEnter<Resource: 's, Error = Infallible>,
+        D: EntryList<Registered<M::Resource, Infallibly<M::Exit, X>, X>>,
+    {
+        let Ok((resource, exit)) = manager.enter().await;
+        self.register(resource, Infallibly::new(exit))
     }
 
     /// Registers `value` to be closed by `close` (an async function or closure taking it by
