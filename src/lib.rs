@@ -158,7 +158,7 @@
 //! # });
 //! ```
 //!
-//! Managers that run other exits — [tuples and arrays](group), the [exit stack](stack) —
+//! Managers that run other exits — [tuples and arrays](group), the exit stack ([`stack`]) —
 //! follow one rule for what each exit sees, stated in [`group`](group#what-each-exit-sees).
 //!
 //! # The pieces
@@ -184,6 +184,7 @@
 //! **Errors.** Every failure is kept. Where you want one error of your own type, "collapse"
 //! is the verb: [`Error::collapse`], [`Error::collapse_group`], [`Error::collapse_nested`],
 //! [`Error::collapse_group_nested`] (a group with a nested `with` inside),
+//! [`Error::collapse_stack`] (a `with` over an exit stack),
 //! [`GroupError::collapse`] and [`CloseErrors::collapse`] keep the first failure, converted
 //! with `Into`, and drop the others.
 //!
@@ -220,11 +221,11 @@
 // Links to the exit stack resolve only with `alloc`; without it they point at the features.
 #![cfg_attr(
     feature = "alloc",
-    doc = "[`ExitStack`]: crate::ExitStack\n[`SendExitStack`]: crate::SendExitStack\n[`CloseErrors`]: crate::CloseErrors\n[`CloseErrors::collapse`]: crate::CloseErrors::collapse\n[`ExitStack::enter_context`]: crate::ExitStack::enter_context\n[`stack`]: crate::stack"
+    doc = "[`ExitStack`]: crate::ExitStack\n[`SendExitStack`]: crate::SendExitStack\n[`CloseErrors`]: crate::CloseErrors\n[`CloseErrors::collapse`]: crate::CloseErrors::collapse\n[`ExitStack::enter_context`]: crate::ExitStack::enter_context\n[`stack`]: crate::stack\n[`Error::collapse_stack`]: crate::Error::collapse_stack"
 )]
 #![cfg_attr(
     not(feature = "alloc"),
-    doc = "[`ExitStack`]: #feature-flags\n[`SendExitStack`]: #feature-flags\n[`CloseErrors`]: #feature-flags\n[`CloseErrors::collapse`]: #feature-flags\n[`ExitStack::enter_context`]: #feature-flags\n[`stack`]: #feature-flags"
+    doc = "[`ExitStack`]: #feature-flags\n[`SendExitStack`]: #feature-flags\n[`CloseErrors`]: #feature-flags\n[`CloseErrors::collapse`]: #feature-flags\n[`ExitStack::enter_context`]: #feature-flags\n[`stack`]: #feature-flags\n[`Error::collapse_stack`]: #feature-flags"
 )]
 #![no_std]
 #![cfg_attr(docsrs, feature(doc_cfg))]

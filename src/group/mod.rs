@@ -50,7 +50,7 @@
 //!
 //! # What each exit sees
 //!
-//! One rule, for groups, for the [exit stack](crate::stack) and for any wrapper: **an exit sees
+//! One rule, for groups, for the exit stack (`ExitStack`, feature `alloc`) and for any wrapper: **an exit sees
 //! the newest failure before it, or else the outcome its runner was given** — the body's, for
 //! the outermost one — **except that a panic under way stays `Panicked`**. The outcome is passed
 //! once, to [`AsyncExit::exit`](crate::AsyncExit::exit), and the exit future may keep it until

@@ -85,6 +85,41 @@ impl<X> CloseErrors<X> {
     }
 }
 
+impl<X, E> crate::Error<CloseErrors<X>, E> {
+    /// One error of type `T` for a `with` over an exit stack: the body's error if the body
+    /// failed, otherwise the stack's first failure ([`CloseErrors::collapse`]); the others are
+    /// dropped. With `T` the stack's own error type (`io::Error`, say) this is the one call
+    /// that turns the whole result into it — no `From<CloseErrors<X>>` impl is needed, which
+    /// the orphan rule would forbid for a foreign `T`.
+    ///
+    /// ```
+    /// # futures_executor::block_on(async {
+    /// use std::io;
+    /// use async_with::{Error, ExitStack, with};
+    ///
+    /// async fn run() -> io::Result<u8> {
+    ///     with(ExitStack::<io::Error>::new(), async |stack| {
+    ///         stack.defer(async || Err(io::Error::other("flush failed")));
+    ///         Ok::<_, io::Error>(7)
+    ///     })
+    ///     .await
+    ///     .map_err(Error::collapse_stack)
+    /// }
+    /// assert_eq!(run().await.unwrap_err().to_string(), "flush failed");
+    /// # });
+    /// ```
+    pub fn collapse_stack<T>(self) -> T
+    where
+        X: Into<T>,
+        E: Into<T>,
+    {
+        match self {
+            crate::Error::Enter(stack) | crate::Error::Exit(stack) => stack.collapse(),
+            crate::Error::Body(body) | crate::Error::BodyAndExit { body, .. } => body.into(),
+        }
+    }
+}
+
 impl<'e, X> IntoIterator for &'e CloseErrors<X> {
     type Item = &'e X;
     type IntoIter = core::slice::Iter<'e, X>;
