@@ -207,6 +207,8 @@
 //!   the panic resumes. Implies `alloc`.
 //! - `alloc`: the exit stack, [`ExitStack`] and the [`stack`] module. Needs an allocator, not
 //!   `std`.
+//! - `loom`: for the repository's model checker (`loom/`) only; without `--cfg loom` it
+//!   changes nothing but compiling loom.
 //! - With neither (`default-features = false`), nothing needs `std` or an allocator, and
 //!   nothing allocates: [`with`], the managers and the groups all work. A panic in the body
 //!   unwinds through `poll` without running exit.
