@@ -16,7 +16,8 @@
 //!    will state it explicitly once it is stable.)
 //! 2. While a future exists, no reference to the value is created here, except the shared one
 //!    an exit's outcome is built from: a body future's `&mut` is the only way to the value,
-//!    and an exit future's outcome is only ever read.
+//!    and an exit future's outcome only shares it (reads it, or writes through interior
+//!    mutability the value's own type has, which the `UnsafeCell` around it allows).
 //! 3. The future is always dropped before the value leaves the slot ([`Lend::take`]), so the
 //!    borrow it holds never dangles. A `Lend` has no `Drop` of its own: dropping one drops the
 //!    future (an ordinary field) and never the value or the kept value. Its owner takes both out
