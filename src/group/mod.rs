@@ -39,10 +39,9 @@
 //! the outer exits would run with `Panicked`. Every other member entered and not exited then
 //! gets `cancel`, right to left, exactly once (while unwinding, or when the future is dropped);
 //! the panicking member runs nothing more. The exception is a panic in the *destructor* of a
-//! member's enter or exit future (or of `cancel` itself): the members still to exit may then be
-//! dropped without `cancel` — their resources are dropped, as a leaked guard's would be. The
-//! same holds for an exit stack's entries. Nothing unsound follows; only
-//! the synchronous cleanup is lost.
+//! member's enter or exit future (or of `cancel` itself): the members still to exit may then
+//! have their resources dropped without `cancel`. The same holds for an exit stack's entries.
+//! Nothing unsound follows; only that synchronous cleanup is lost.
 //!
 //! The managers may have different error types. The group's error is a [`GroupError`] that
 //! holds, per position, the [`Fault`] of that manager if it had one: nothing is lost, and
