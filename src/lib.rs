@@ -278,7 +278,7 @@ pub use crate::output::{BodyOutput, Value};
 #[cfg(feature = "alloc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
 pub use crate::stack::{CloseErrors, ExitStack, SendExitStack};
-pub use crate::with::{WithFuture, with};
+pub use crate::with::{CancelError, CancelOn, WithFuture, with};
 
 /// Re-exported from `futures-core`, so that `is_terminated` can be called without adding that
 /// crate: `use async_with::FusedFuture;`.

@@ -16,7 +16,7 @@ use crate::lend::Shows;
 /// # Outcome, Failure, Status
 ///
 /// Three types say how the body ended, each for a different question. `Outcome` is what every
-/// exit receives: success, failure or panic, with the error lent. [`Failure`] is that lent
+/// exit receives: success, failure, panic or cancellation, with the error lent. [`Failure`] is that lent
 /// error: it prints with `{:?}` and downcasts to its type ([`Outcome::error`] and
 /// [`Failure::downcast`] when the exit knows the type). [`Status`] is the outcome without the
 /// error (`outcome.status()`): a plain value to match on, store or compare. Choose commit or
@@ -36,7 +36,14 @@ use crate::lend::Shows;
 /// assert!(outcome.failure().unwrap().is::<Timeout>());
 /// assert_eq!(format!("{outcome:?}"), "Failure(Timeout)");
 /// ```
+///
+/// # New variants
+///
+/// `Outcome` is `#[non_exhaustive]`: a `match` on it ends with a `_` arm, which decides what an
+/// exit does for a way of ending it was not written for. Roll back there, as for a failure:
+/// only [`Outcome::Success`] means the body's work is complete.
 #[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
 pub enum Outcome<'a> {
     /// The body returned `Ok`.
     Success,
@@ -44,6 +51,11 @@ pub enum Outcome<'a> {
     Failure(Failure<'a>),
     /// The body panicked (only with the `std` feature; the panic resumes after exit).
     Panicked,
+    /// A stop signal ended the body before it finished
+    /// ([`WithFuture::cancel_on`](crate::WithFuture::cancel_on)): its future was dropped, the
+    /// resource is intact, and exit runs and is awaited. The body's work is incomplete: roll it
+    /// back, flush what must not be lost, say goodbye to the peer.
+    Cancelled,
 }
 
 impl<'a> Outcome<'a> {
@@ -53,12 +65,18 @@ impl<'a> Outcome<'a> {
             Outcome::Success => Status::Success,
             Outcome::Failure(_) => Status::Failure,
             Outcome::Panicked => Status::Panicked,
+            Outcome::Cancelled => Status::Cancelled,
         }
     }
 
     /// `true` if the body returned `Ok`.
     pub fn is_success(&self) -> bool {
         matches!(self, Outcome::Success)
+    }
+
+    /// `true` if a stop signal ended the body ([`Outcome::Cancelled`]).
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, Outcome::Cancelled)
     }
 
     /// The body's error, if it returned `Err`.
@@ -133,7 +151,11 @@ impl<'a> Outcome<'a> {
 /// assert_eq!(ledger, ["debit", "credit"]);
 /// # });
 /// ```
+///
+/// Like [`Outcome`], `Status` is `#[non_exhaustive]`: end a `match` on it with a `_` arm that
+/// rolls back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Status {
     /// The body returned `Ok`.
     Success,
@@ -141,12 +163,19 @@ pub enum Status {
     Failure,
     /// The body panicked (only with the `std` feature).
     Panicked,
+    /// A stop signal ended the body before it finished ([`Outcome::Cancelled`]).
+    Cancelled,
 }
 
 impl Status {
     /// `true` if the body returned `Ok`.
     pub fn is_success(self) -> bool {
         self == Status::Success
+    }
+
+    /// `true` if a stop signal ended the body ([`Status::Cancelled`]).
+    pub fn is_cancelled(self) -> bool {
+        self == Status::Cancelled
     }
 }
 

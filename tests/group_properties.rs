@@ -229,6 +229,7 @@ enum Seen {
     /// The `{:?}` of the leaf error (see the module docs).
     Failure(String),
     Panicked,
+    Cancelled,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -596,6 +597,7 @@ impl<const K: usize, S: Sees> AsyncExit<Res> for MgrExit<K, S> {
         let seen = match outcome {
             Outcome::Success => Seen::Success,
             Outcome::Panicked => Seen::Panicked,
+            Outcome::Cancelled => Seen::Cancelled,
             Outcome::Failure(failure) => match S::leaf(failure) {
                 Ok(leaf) => Seen::Failure(leaf),
                 Err(problem) => {
@@ -604,6 +606,11 @@ impl<const K: usize, S: Sees> AsyncExit<Res> for MgrExit<K, S> {
                     Seen::Failure(format!("{failure:?}"))
                 }
             },
+            other => {
+                self.shared
+                    .violation(format!("manager {}: unknown outcome {other:?}", self.who));
+                Seen::Success
+            }
         };
         if resource.who != self.who {
             self.shared.violation(format!(

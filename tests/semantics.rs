@@ -734,6 +734,7 @@ impl AsyncExit<Vec<u32>> for Finish<'_> {
                 }
             }
             Outcome::Panicked => "rollback after panic".to_owned(),
+            _ => "rollback: cancelled".to_owned(),
         };
         self.seen.borrow_mut().push(line);
         After::new(1, Ok(()))
@@ -1641,6 +1642,7 @@ impl<'b> AsyncExit<Driver<'b>> for Release {
             Status::Success => "exit ok",
             Status::Failure => "exit failed",
             Status::Panicked => "exit panicked",
+            _ => "exit cancelled",
         });
         ReleaseFuture {
             driver: Some(driver),

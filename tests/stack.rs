@@ -179,7 +179,7 @@ fn died() {
 }
 
 /// What an exit saw, as logged: `Success`, `Failure(B)` (entry B's exit failed before),
-/// `Failure(body 7)` (the body's error, downcast), `Panicked`.
+/// `Failure(body 7)` (the body's error, downcast), `Panicked`, `Cancelled`.
 fn describe(outcome: Outcome<'_>) -> String {
     match outcome {
         Outcome::Success => "Success".into(),
@@ -193,6 +193,7 @@ fn describe(outcome: Outcome<'_>) -> String {
             }
         }
         Outcome::Panicked => "Panicked".into(),
+        other => format!("{other:?}"),
     }
 }
 

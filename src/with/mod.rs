@@ -1,6 +1,6 @@
 //! [`with`] and its future, [`WithFuture`]; the self-borrows it rests on are in `crate::lend`.
 
-use core::any::Any;
+use core::convert::Infallible;
 use core::fmt;
 use core::future::Future;
 use core::pin::Pin;
@@ -11,11 +11,17 @@ use pin_project_lite::pin_project;
 
 use crate::body::Body;
 use crate::error::Error;
-use crate::guard::OnUnwind;
-use crate::lend::{Lend, Shows, Unborrowing, unreachable_phase};
-use crate::manager::{AsyncEnter, AsyncExit};
-use crate::outcome::{Failure, Outcome};
+use crate::lend::Unborrowing;
+use crate::manager::AsyncEnter;
 use crate::output::BodyOutput;
+
+mod cancel_error;
+mod cancel_on;
+mod state;
+
+pub use self::cancel_error::CancelError;
+pub use self::cancel_on::CancelOn;
+use self::state::{Ended, Finished, State};
 
 /// Enters `manager`, runs `body` with `&mut` to the resource, then exits — Python's
 /// `async with manager as resource: body`.
@@ -224,10 +230,7 @@ where
     E: fmt::Debug + Sync + 'static,
 {
     WithFuture {
-        state: State::Start {
-            manager,
-            body: Unborrowing::new(body),
-        },
+        state: State::new(manager, Unborrowing::new(body)),
     }
 }
 
@@ -491,7 +494,7 @@ pin_project! {
         B: Body<'a, M::Resource>,
     {
         #[pin]
-        state: State<'a, M, B>,
+        state: State<'a, M, B, Infallible>,
     }
 
     impl<'a, M, B> PinnedDrop for WithFuture<'a, M, B>
@@ -501,106 +504,9 @@ pin_project! {
         B: Body<'a, M::Resource>,
     {
         fn drop(this: Pin<&mut Self>) {
-            let state = this.project().state;
-            match state.project() {
-                StateProj::Body { lend } => {
-                    // The body future is dropped inside `take`, before the resource moves.
-                    // Should its destructor panic, the resource is still in place: the guard
-                    // takes it while unwinding, and it gets `cancel` all the same.
-                    let mut lend = OnUnwind::new(lend, cancel_lent::<M, B>);
-                    cancel_lent::<M, B>(lend.get().as_mut());
-                    let _ = lend.defuse();
-                }
-                // The exit future goes first (it borrows the outcome), then the body's value,
-                // error or payload.
-                StateProj::Exit { lend } => drop(lend.take()),
-                _ => {}
-            }
+            state::drop_state(this.project().state);
         }
     }
-}
-
-/// `cancel` for what an enter future produced, if it produced a resource.
-fn cancel_entered<M: AsyncEnter>(entered: Result<(M::Resource, M::Exit), M::Error>) {
-    if let Ok((resource, exit)) = entered {
-        exit.cancel(resource);
-    }
-}
-
-/// `cancel` for whatever a [`Lend`] still holds.
-fn cancel_lent<'a, M, B>(lend: Pin<&mut BodyLend<'a, M, B>>)
-where
-    M: AsyncEnter,
-    M::Resource: 'a,
-    B: Body<'a, M::Resource>,
-{
-    if let Some((resource, exit)) = lend.take() {
-        exit.cancel(resource);
-    }
-}
-
-type BodyLend<'a, M, B> =
-    Lend<<M as AsyncEnter>::Resource, <M as AsyncEnter>::Exit, BodyFuture<'a, M, B>>;
-type BodyFuture<'a, M, B> = <B as Body<'a, <M as AsyncEnter>::Resource>>::Future;
-type ExitFuture<'a, M> =
-    <<M as AsyncEnter>::Exit as AsyncExit<<M as AsyncEnter>::Resource>>::Future<'a>;
-/// How the body ended, lent to the exit future that borrows it.
-type ExitLend<'a, M, B> = Lend<
-    Ended<
-        <B as Body<'a, <M as AsyncEnter>::Resource>>::Ok,
-        <B as Body<'a, <M as AsyncEnter>::Resource>>::Err,
-    >,
-    (),
-    ExitFuture<'a, M>,
->;
-
-pin_project! {
-    #[project = StateProj]
-    #[project_replace = StateReplace]
-    enum State<'a, M, B>
-    where
-        M: AsyncEnter,
-        M::Resource: 'a,
-        B: Body<'a, M::Resource>,
-    {
-        Start { manager: M, body: Unborrowing<M::Resource, B> },
-        Enter { #[pin] future: M::Enter, body: Unborrowing<M::Resource, B> },
-        Body { #[pin] lend: BodyLend<'a, M, B> },
-        Exit { #[pin] lend: ExitLend<'a, M, B> },
-        Done,
-    }
-}
-
-/// How the body ended, kept while exit runs.
-enum Ended<T, E> {
-    Ok(T),
-    Err(E),
-    #[cfg(feature = "std")]
-    Panicked(std::boxed::Box<dyn Any + Send>),
-}
-
-impl<T, E: fmt::Debug + Any + Sync> Shows for Ended<T, E> {
-    #[inline]
-    fn shows<'v>(&'v self, _outer: Outcome<'v>) -> Outcome<'v> {
-        match self {
-            Ended::Ok(_) => Outcome::Success,
-            Ended::Err(error) => Outcome::Failure(Failure::new(error)),
-            #[cfg(feature = "std")]
-            Ended::Panicked(_) => Outcome::Panicked,
-        }
-    }
-}
-
-/// Runs `f`; with `std`, a panic in it is caught and returned as its payload.
-#[cfg(feature = "std")]
-fn catch<T>(f: impl FnOnce() -> T) -> Result<T, std::boxed::Box<dyn Any + Send>> {
-    std::panic::catch_unwind(core::panic::AssertUnwindSafe(f))
-}
-
-/// Runs `f`; without `std`, panics are not caught.
-#[cfg(not(feature = "std"))]
-fn catch<T>(f: impl FnOnce() -> T) -> Result<T, core::convert::Infallible> {
-    Ok(f())
 }
 
 impl<'a, M, B> Future for WithFuture<'a, M, B>
@@ -614,126 +520,19 @@ where
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut state = self.project().state;
-        // Straight down, phase by phase: after a transition the next `if let` tests a variant
-        // that was just written, which the optimizer can fold away.
-        if let StateProj::Start { .. } = state.as_mut().project() {
-            let StateReplace::Start { manager, body } = state.as_mut().project_replace(State::Done)
-            else {
-                unreachable_phase()
-            };
-            state.set(State::Enter {
-                future: manager.enter(),
-                body,
-            });
-        }
-        // The body, from the poll that entered until the body is called (in the same poll, inside
-        // the same panic catch as the body future's first poll).
-        let mut body = None;
-        if let StateProj::Enter { future, .. } = state.as_mut().project() {
-            // Should the enter future's destructor panic (it is dropped in `project_replace`),
-            // the resource it produced still gets `cancel` while unwinding.
-            let entered = OnUnwind::new(ready!(future.poll(cx)), cancel_entered::<M>);
-            let StateReplace::Enter {
-                body: entered_body, ..
-            } = state.as_mut().project_replace(State::Done)
-            else {
-                unreachable_phase()
-            };
-            let (resource, exit) = match entered.defuse() {
-                Ok(entered) => entered,
-                Err(error) => return Poll::Ready(Err(Error::Enter(error))),
-            };
-            state.set(State::Body {
-                lend: Lend::new(resource, exit),
-            });
-            body = Some(entered_body);
-        }
-        if let StateProj::Body { mut lend, .. } = state.as_mut().project() {
-            let polled = catch(|| {
-                if let Some(body) = body {
-                    lend.as_mut().start(body);
-                }
-                lend.as_mut().poll(cx)
-            });
-            let ended = match polled {
-                Ok(Poll::Pending) => return Poll::Pending,
-                Ok(Poll::Ready(output)) => match output.into_result() {
-                    Ok(value) => Ended::Ok(value),
-                    Err(error) => Ended::Err(error),
-                },
+        Poll::Ready(match ready!(state::poll(self.project().state, cx)) {
+            Finished::Enter(error) => Err(Error::Enter(error)),
+            Finished::Exited(ended, exited) => match (ended, exited) {
+                (Ended::Ok(value), Ok(())) => Ok(value),
+                (Ended::Ok(_), Err(exit)) => Err(Error::Exit(exit)),
+                (Ended::Err(body), Ok(())) => Err(Error::Body(body)),
+                (Ended::Err(body), Err(exit)) => Err(Error::BodyAndExit { body, exit }),
+                (Ended::Cancelled(never), _) => match never {},
                 #[cfg(feature = "std")]
-                Err(payload) => Ended::Panicked(payload),
-            };
-            start_exit(state.as_mut(), ended);
-        }
-        let StateProj::Exit { mut lend } = state.as_mut().project() else {
-            polled_after_completion()
-        };
-        let exited = ready!(lend.as_mut().poll(cx));
-        // The exit future is gone (`poll` dropped it): the body's value may leave the lend.
-        let Some((ended, ())) = lend.take() else {
-            unreachable_phase()
-        };
-        state.set(State::Done);
-        Poll::Ready(match (ended, exited) {
-            (Ended::Ok(value), Ok(())) => Ok(value),
-            (Ended::Ok(_), Err(exit)) => Err(Error::Exit(exit)),
-            (Ended::Err(body), Ok(())) => Err(Error::Body(body)),
-            (Ended::Err(body), Err(exit)) => Err(Error::BodyAndExit { body, exit }),
-            #[cfg(feature = "std")]
-            (Ended::Panicked(payload), _) => std::panic::resume_unwind(payload),
+                (Ended::Panicked(payload), _) => std::panic::resume_unwind(payload),
+            },
         })
     }
-}
-
-/// Moves from the body phase to the exit phase: the body future is already gone; the resource
-/// leaves the cell and goes to exit together with the outcome.
-#[inline]
-fn start_exit<'a, M, B>(mut state: Pin<&mut State<'a, M, B>>, ended: Ended<B::Ok, B::Err>)
-where
-    M: AsyncEnter,
-    M::Resource: 'a,
-    B: Body<'a, M::Resource>,
-    B::Err: fmt::Debug + Sync + 'static,
-{
-    let StateProj::Body { lend } = state.as_mut().project() else {
-        unreachable_phase()
-    };
-    let Some((resource, exit)) = lend.take() else {
-        unreachable_phase()
-    };
-    // The body's value, error or payload goes into the exit phase's lend first; the exit
-    // future created next borrows the outcome it shows.
-    state.set(State::Exit {
-        lend: Lend::new(ended, ()),
-    });
-    // Should `exit()` panic, the future is finished and the value dropped.
-    let mut state = OnUnwind::new(state, finish_exit::<M, B>);
-    let StateProj::Exit { lend } = state.get().as_mut().project() else {
-        unreachable_phase()
-    };
-    lend.start_exit(exit, resource, Outcome::Success);
-    let _ = state.defuse();
-}
-
-/// Ends the exit phase early: drops the exit future, if any, then the body's value.
-fn finish_exit<'a, M, B>(mut state: Pin<&mut State<'a, M, B>>)
-where
-    M: AsyncEnter,
-    M::Resource: 'a,
-    B: Body<'a, M::Resource>,
-{
-    if let StateProj::Exit { lend } = state.as_mut().project() {
-        drop(lend.take());
-    }
-    state.set(State::Done);
-}
-
-#[cold]
-#[inline(never)]
-fn polled_after_completion() -> ! {
-    panic!("`WithFuture` polled after completion")
 }
 
 impl<'a, M, B> FusedFuture for WithFuture<'a, M, B>
@@ -744,7 +543,7 @@ where
     B::Err: fmt::Debug + Sync + 'static,
 {
     fn is_terminated(&self) -> bool {
-        matches!(self.state, State::Done)
+        self.state.is_done()
     }
 }
 
@@ -755,13 +554,8 @@ where
     B: Body<'a, M::Resource>,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let phase = match self.state {
-            State::Start { .. } => "Start",
-            State::Enter { .. } => "Enter",
-            State::Body { .. } => "Body",
-            State::Exit { .. } => "Exit",
-            State::Done => "Done",
-        };
-        f.debug_struct("WithFuture").field("phase", &phase).finish()
+        f.debug_struct("WithFuture")
+            .field("phase", &self.state.phase())
+            .finish()
     }
 }

@@ -1,0 +1,373 @@
+//! The state machine behind [`WithFuture`](super::WithFuture) and
+//! [`CancelOn`](super::CancelOn): enter, body, exit, phase by phase, and the two ways a stop
+//! signal steps in (stopping the body, abandoning exit).
+//!
+//! Both futures hold a [`State`] and differ only in `C`, what a stopped body leaves in
+//! [`Ended::Cancelled`]: [`Infallible`](core::convert::Infallible) for `WithFuture`, which has
+//! no signal (the variant cannot exist, and the compiler removes every arm that handles it), and
+//! `()` for `CancelOn`.
+
+use core::any::Any;
+use core::fmt;
+use core::pin::Pin;
+use core::task::{Context, Poll, ready};
+
+use pin_project_lite::pin_project;
+
+use crate::body::Body;
+use crate::guard::OnUnwind;
+use crate::lend::{Lend, Shows, Unborrowing, unreachable_phase};
+use crate::manager::{AsyncEnter, AsyncExit};
+use crate::outcome::{Failure, Outcome};
+use crate::output::BodyOutput;
+
+type BodyLend<'a, M, B> =
+    Lend<<M as AsyncEnter>::Resource, <M as AsyncEnter>::Exit, BodyFuture<'a, M, B>>;
+type BodyFuture<'a, M, B> = <B as Body<'a, <M as AsyncEnter>::Resource>>::Future;
+type ExitFuture<'a, M> =
+    <<M as AsyncEnter>::Exit as AsyncExit<<M as AsyncEnter>::Resource>>::Future<'a>;
+/// How the body ended, lent to the exit future that borrows it.
+type ExitLend<'a, M, B, C> = Lend<
+    Ended<
+        <B as Body<'a, <M as AsyncEnter>::Resource>>::Ok,
+        <B as Body<'a, <M as AsyncEnter>::Resource>>::Err,
+        C,
+    >,
+    (),
+    ExitFuture<'a, M>,
+>;
+
+pin_project! {
+    #[project = StateProj]
+    #[project_replace = StateReplace]
+    pub(crate) enum State<'a, M, B, C>
+    where
+        M: AsyncEnter,
+        M::Resource: 'a,
+        B: Body<'a, M::Resource>,
+    {
+        Start { manager: M, body: Unborrowing<M::Resource, B> },
+        Enter { #[pin] future: M::Enter, body: Unborrowing<M::Resource, B> },
+        Body { #[pin] lend: BodyLend<'a, M, B> },
+        Exit { #[pin] lend: ExitLend<'a, M, B, C> },
+        Done,
+    }
+}
+
+impl<'a, M, B, C> State<'a, M, B, C>
+where
+    M: AsyncEnter,
+    M::Resource: 'a,
+    B: Body<'a, M::Resource>,
+{
+    #[inline]
+    pub(crate) fn new(manager: M, body: Unborrowing<M::Resource, B>) -> Self {
+        State::Start { manager, body }
+    }
+
+    /// The manager and the body of a state that has not started, for another `C`.
+    ///
+    /// # Panics
+    ///
+    /// If it has started. A future owned by value has never been polled (polling pins it, and
+    /// a pinned `!Unpin` future cannot be moved out again), so no safe caller gets here.
+    pub(crate) fn restart<D>(self) -> State<'a, M, B, D> {
+        match self {
+            State::Start { manager, body } => State::Start { manager, body },
+            _ => started(),
+        }
+    }
+
+    /// The phase's name, for `Debug`.
+    pub(crate) fn phase(&self) -> &'static str {
+        match self {
+            State::Start { .. } => "Start",
+            State::Enter { .. } => "Enter",
+            State::Body { .. } => "Body",
+            State::Exit { .. } => "Exit",
+            State::Done => "Done",
+        }
+    }
+
+    /// Whether the future has finished.
+    #[inline]
+    pub(crate) fn is_done(&self) -> bool {
+        matches!(self, State::Done)
+    }
+
+    /// Whether exit has begun (it runs, or the future has finished).
+    #[inline]
+    pub(crate) fn is_exiting(&self) -> bool {
+        matches!(self, State::Exit { .. } | State::Done)
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn started() -> ! {
+    panic!("a `WithFuture` was moved after it was polled")
+}
+
+/// How the body ended, kept while exit runs.
+pub(crate) enum Ended<T, E, C> {
+    Ok(T),
+    Err(E),
+    /// A stop signal ended the body (only for `C = ()`).
+    Cancelled(C),
+    #[cfg(feature = "std")]
+    Panicked(std::boxed::Box<dyn Any + Send>),
+}
+
+impl<T, E: fmt::Debug + Any + Sync, C> Shows for Ended<T, E, C> {
+    #[inline]
+    fn shows<'v>(&'v self, _outer: Outcome<'v>) -> Outcome<'v> {
+        match self {
+            Ended::Ok(_) => Outcome::Success,
+            Ended::Err(error) => Outcome::Failure(Failure::new(error)),
+            Ended::Cancelled(_) => Outcome::Cancelled,
+            #[cfg(feature = "std")]
+            Ended::Panicked(_) => Outcome::Panicked,
+        }
+    }
+}
+
+/// How the whole future ended: enter failed, or exit finished after the body ended.
+pub(crate) enum Finished<T, E, X, C> {
+    Enter(X),
+    Exited(Ended<T, E, C>, Result<(), X>),
+}
+
+/// Runs `f`; with `std`, a panic in it is caught and returned as its payload.
+#[cfg(feature = "std")]
+fn catch<T>(f: impl FnOnce() -> T) -> Result<T, std::boxed::Box<dyn Any + Send>> {
+    std::panic::catch_unwind(core::panic::AssertUnwindSafe(f))
+}
+
+/// Runs `f`; without `std`, panics are not caught.
+#[cfg(not(feature = "std"))]
+fn catch<T>(f: impl FnOnce() -> T) -> Result<T, core::convert::Infallible> {
+    Ok(f())
+}
+
+/// Drives the phases straight down, as far as they go in this poll.
+#[inline]
+pub(crate) fn poll<'a, M, B, C>(
+    mut state: Pin<&mut State<'a, M, B, C>>,
+    cx: &mut Context<'_>,
+) -> Poll<Finished<B::Ok, B::Err, M::Error, C>>
+where
+    M: AsyncEnter,
+    M::Resource: 'a,
+    B: Body<'a, M::Resource>,
+    B::Err: fmt::Debug + Sync + 'static,
+{
+    // Straight down, phase by phase: after a transition the next `if let` tests a variant that
+    // was just written, which the optimizer can fold away.
+    if let StateProj::Start { .. } = state.as_mut().project() {
+        let StateReplace::Start { manager, body } = state.as_mut().project_replace(State::Done)
+        else {
+            unreachable_phase()
+        };
+        state.set(State::Enter {
+            future: manager.enter(),
+            body,
+        });
+    }
+    // The body, from the poll that entered until the body is called (in the same poll, inside
+    // the same panic catch as the body future's first poll).
+    let mut body = None;
+    if let StateProj::Enter { future, .. } = state.as_mut().project() {
+        // Should the enter future's destructor panic (it is dropped in `project_replace`), the
+        // resource it produced still gets `cancel` while unwinding.
+        let entered = OnUnwind::new(ready!(future.poll(cx)), cancel_entered::<M>);
+        let StateReplace::Enter {
+            body: entered_body, ..
+        } = state.as_mut().project_replace(State::Done)
+        else {
+            unreachable_phase()
+        };
+        let (resource, exit) = match entered.defuse() {
+            Ok(entered) => entered,
+            Err(error) => return Poll::Ready(Finished::Enter(error)),
+        };
+        state.set(State::Body {
+            lend: Lend::new(resource, exit),
+        });
+        body = Some(entered_body);
+    }
+    if let StateProj::Body { mut lend, .. } = state.as_mut().project() {
+        let polled = catch(|| {
+            if let Some(body) = body {
+                lend.as_mut().start(body);
+            }
+            lend.as_mut().poll(cx)
+        });
+        let ended = match polled {
+            Ok(Poll::Pending) => return Poll::Pending,
+            Ok(Poll::Ready(output)) => match output.into_result() {
+                Ok(value) => Ended::Ok(value),
+                Err(error) => Ended::Err(error),
+            },
+            #[cfg(feature = "std")]
+            Err(payload) => Ended::Panicked(payload),
+        };
+        start_exit(state.as_mut(), ended);
+    }
+    let StateProj::Exit { mut lend } = state.as_mut().project() else {
+        polled_after_completion()
+    };
+    let exited = ready!(lend.as_mut().poll(cx));
+    // The exit future is gone (`poll` dropped it): the body's value may leave the lend.
+    let Some((ended, ())) = lend.take() else {
+        unreachable_phase()
+    };
+    state.set(State::Done);
+    Poll::Ready(Finished::Exited(ended, exited))
+}
+
+/// Moves from the body phase to the exit phase: the body future is already gone; the resource
+/// leaves the cell and goes to exit together with the outcome.
+#[inline]
+fn start_exit<'a, M, B, C>(
+    mut state: Pin<&mut State<'a, M, B, C>>,
+    ended: Ended<B::Ok, B::Err, C>,
+) where
+    M: AsyncEnter,
+    M::Resource: 'a,
+    B: Body<'a, M::Resource>,
+    B::Err: fmt::Debug + Sync + 'static,
+{
+    let StateProj::Body { lend } = state.as_mut().project() else {
+        unreachable_phase()
+    };
+    let Some((resource, exit)) = lend.take() else {
+        unreachable_phase()
+    };
+    // The body's value, error or payload goes into the exit phase's lend first; the exit
+    // future created next borrows the outcome it shows.
+    state.set(State::Exit {
+        lend: Lend::new(ended, ()),
+    });
+    // Should `exit()` panic, the future is finished and the value dropped.
+    let mut state = OnUnwind::new(state, finish_exit::<M, B, C>);
+    let StateProj::Exit { lend } = state.get().as_mut().project() else {
+        unreachable_phase()
+    };
+    lend.start_exit(exit, resource, Outcome::Success);
+    let _ = state.defuse();
+}
+
+/// Ends the exit phase early: drops the exit future, if any, then the body's value.
+fn finish_exit<'a, M, B, C>(mut state: Pin<&mut State<'a, M, B, C>>)
+where
+    M: AsyncEnter,
+    M::Resource: 'a,
+    B: Body<'a, M::Resource>,
+{
+    if let StateProj::Exit { lend } = state.as_mut().project() {
+        drop(lend.take());
+    }
+    state.set(State::Done);
+}
+
+/// What [`stop`] did.
+pub(crate) enum Stopped {
+    /// The enter future was dropped; the future has finished.
+    Enter,
+    /// The body future was dropped and exit has begun, seeing [`Outcome::Cancelled`].
+    Body,
+    /// Nothing: exit had begun already.
+    Nothing,
+}
+
+/// Stops the phase under way if it is enter or the body (a stop signal is ready).
+pub(crate) fn stop<'a, M, B>(mut state: Pin<&mut State<'a, M, B, ()>>) -> Stopped
+where
+    M: AsyncEnter,
+    M::Resource: 'a,
+    B: Body<'a, M::Resource>,
+    B::Err: fmt::Debug + Sync + 'static,
+{
+    match state.as_mut().project() {
+        StateProj::Start { .. } | StateProj::Enter { .. } => {
+            // The enter future's own `Drop` undoes what it had started, as when the future is
+            // dropped mid-enter.
+            state.set(State::Done);
+            Stopped::Enter
+        }
+        StateProj::Body { .. } => {
+            // The body future is dropped inside `start_exit`, before the resource leaves the
+            // lend for exit.
+            start_exit(state, Ended::Cancelled(()));
+            Stopped::Body
+        }
+        StateProj::Exit { .. } | StateProj::Done => Stopped::Nothing,
+    }
+}
+
+/// Abandons exit (its bound is ready): drops the exit future and returns how the body ended.
+/// `None` if exit is not under way.
+pub(crate) fn abandon<'a, M, B>(
+    mut state: Pin<&mut State<'a, M, B, ()>>,
+) -> Option<Ended<B::Ok, B::Err, ()>>
+where
+    M: AsyncEnter,
+    M::Resource: 'a,
+    B: Body<'a, M::Resource>,
+{
+    let StateProj::Exit { lend } = state.as_mut().project() else {
+        return None;
+    };
+    // The exit future goes first (it borrows the outcome), then the body's value leaves.
+    let ended = lend.take().map(|(ended, ())| ended);
+    state.set(State::Done);
+    ended
+}
+
+/// What dropping the future runs (see `WithFuture`'s `# Cancellation`).
+pub(crate) fn drop_state<'a, M, B, C>(state: Pin<&mut State<'a, M, B, C>>)
+where
+    M: AsyncEnter,
+    M::Resource: 'a,
+    B: Body<'a, M::Resource>,
+{
+    match state.project() {
+        StateProj::Body { lend } => {
+            // The body future is dropped inside `take`, before the resource moves. Should its
+            // destructor panic, the resource is still in place: the guard takes it while
+            // unwinding, and it gets `cancel` all the same.
+            let mut lend = OnUnwind::new(lend, cancel_lent::<M, B>);
+            cancel_lent::<M, B>(lend.get().as_mut());
+            let _ = lend.defuse();
+        }
+        // The exit future goes first (it borrows the outcome), then the body's value, error or
+        // payload.
+        StateProj::Exit { lend } => drop(lend.take()),
+        _ => {}
+    }
+}
+
+/// `cancel` for what an enter future produced, if it produced a resource.
+fn cancel_entered<M: AsyncEnter>(entered: Result<(M::Resource, M::Exit), M::Error>) {
+    if let Ok((resource, exit)) = entered {
+        exit.cancel(resource);
+    }
+}
+
+/// `cancel` for whatever a [`Lend`] still holds.
+fn cancel_lent<'a, M, B>(lend: Pin<&mut BodyLend<'a, M, B>>)
+where
+    M: AsyncEnter,
+    M::Resource: 'a,
+    B: Body<'a, M::Resource>,
+{
+    if let Some((resource, exit)) = lend.take() {
+        exit.cancel(resource);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn polled_after_completion() -> ! {
+    panic!("`WithFuture` polled after completion")
+}
