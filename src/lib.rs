@@ -91,16 +91,78 @@
 //! - **The body panics**: with the `std` feature, exit runs with [`Outcome::Panicked`], then
 //!   the panic resumes. Without `std`, the panic unwinds through `poll` and exit does not run.
 //!   Every panic case is in the table under [`WithFuture`'s `# Panics`](WithFuture#panics).
-//! - **The future is dropped** (cancelled: a `select!`, a timeout, an aborted task): `Drop`
-//!   cannot await, so a future dropped mid-body drops the body's future, then hands the
-//!   resource to the synchronous [`AsyncExit::cancel`] instead of running exit. What each
-//!   phase does, and why Rust cannot await there as Python does:
-//!   [`WithFuture`'s `# Cancellation`](WithFuture#cancellation).
+//! - **A stop signal fires** ([`WithFuture::cancel_on`]): the body's future is dropped, and
+//!   exit still runs and is awaited, with [`Outcome::Cancelled`]. This is graceful
+//!   cancellation; see [Cancellation](#cancellation).
+//! - **The future is dropped** (a `select!`, a timeout, an aborted task): `Drop` cannot await,
+//!   so the body's future is dropped, then the resource goes to the synchronous
+//!   [`AsyncExit::cancel`] instead of exit. This is abortive cancellation; see
+//!   [Cancellation](#cancellation).
+//!
+//! # Cancellation
+//!
+//! A `with` can be stopped in two ways.
+//!
+//! - **Graceful: a stop signal.** `with(m, body).cancel_on(signal)` takes any future as the
+//!   signal (a timer, a shutdown channel's receiver, `CancellationToken::cancelled()`); when it
+//!   is ready, the body stops and exit **is awaited**, seeing [`Outcome::Cancelled`]: the
+//!   ROLLBACK is sent, the buffer flushed, the peer told goodbye. The result is
+//!   [`CancelError`]. Nothing is allocated, and [`CancelOn`] has a name.
+//! - **Abortive: dropping the future.** Rust cancels a future by dropping it, and `Drop` is
+//!   synchronous: no exit can be awaited then. The resource goes to the exit handle's
+//!   [`AsyncExit::cancel`] (by default it is dropped), exactly once.
+//!
+//! | the signal is ready, or the future is dropped, during | graceful ([`cancel_on`](WithFuture::cancel_on)) | abortive (drop) |
+//! |---|---|---|
+//! | before the first poll | the signal is polled only after the `with` has been | nothing: [`AsyncEnter::enter`] was never called |
+//! | enter | the enter future is dropped (its own `Drop` undoes what it had started); no resource exists, nothing exits: [`CancelError::Entering`] | the same, with no output |
+//! | the body | the body's future is dropped, the resource still alive; then [`AsyncExit::exit`] runs with [`Outcome::Cancelled`] and is awaited, shielded from the signal (which is not polled again): [`CancelError::Body`], keeping exit's error if it failed | the body's future is dropped, the resource still alive; then it goes to [`AsyncExit::cancel`]; exit does not run |
+//! | exit | nothing: exit is shielded (the signal was dropped when exit began). An optional bound, [`CancelOn::abandon_exit_on`], drops the exit future if it is ready first: [`CancelError::ExitAbandoned`] | the exit future is dropped; its own `Drop` cleans up; `cancel` does not run (exit has the resource) |
+//! | after `Ready` | nothing | nothing |
+//!
+//! So after a successful enter, exactly one of `exit` and `cancel` is called, unless the
+//! future is leaked (below) or a panic in the manager's own code ends it on the way.
+//!
+//! **Both ready in the same poll.** Each poll polls the `with` first, then the signal: a body
+//! that finished in that poll is not stopped, and exit sees how it really ended.
+//!
+//! **Signals are dropped as their phase ends**: the stop signal when exit begins (a timer's
+//! entry is not held while exit runs), the exit bound when exit ends. A signal is polled only
+//! during the phases it guards; a timer given as the exit bound starts when it is created, so
+//! create it lazily (`async { sleep(d).await }`) to measure from the start of exit.
+//!
+//! **Groups and exit stacks** follow the same rules member by member. Stopped in the body,
+//! every member of a tuple or an array, and every entry of an [`ExitStack`], exits right to
+//! left (newest first), seeing `Cancelled`, or the newest failure once an exit before it has
+//! failed (the [rule](group#what-each-exit-sees)). Stopped or dropped while a group enters,
+//! the group's enter future is dropped, and the members it had entered get their synchronous
+//! `cancel`, right to left. Dropped mid-body, every member gets `cancel`.
+//!
+//! **Panics** and what they leave are in [`WithFuture`'s `# Panics`](WithFuture#panics); a
+//! panic while a signal drops the body's future propagates out of `poll` before exit starts,
+//! and the resource gets `cancel` when the future is dropped.
+//!
+//! **Compared with other runtimes.** Python raises `CancelledError` inside the task, so
+//! `__aexit__` runs and awaits; `cancel_on` gives that, and the cancellation is a value exit
+//! sees, not an exception it might swallow. Trio shields cleanup in a cancel scope with
+//! `shield=True` and bounds it with `move_on_after`; here exit is always shielded from the
+//! signal, and [`abandon_exit_on`](CancelOn::abandon_exit_on) is the bound. tokio-util's
+//! `run_until_cancelled` and `with_cancellation_token` drop the future when the token fires:
+//! that is the abortive path, and a transaction under them gets no awaited ROLLBACK.
+//!
+//! **Writing `cancel`.** Put there the synchronous part of the cleanup (stop a DMA channel,
+//! deassert a chip select, mark a connection as broken), or give [`from_fns`] a hook with
+//! [`FromFns::on_cancel`]. Exit should treat [`Outcome::Cancelled`] as incomplete work: roll
+//! back, flush, say goodbye.
+//!
+//! **Leaks.** A future that is leaked (`mem::forget`, a reference cycle, a task that is never
+//! polled again and never dropped) runs neither `exit` nor `cancel`. No Rust type can promise
+//! cleanup then.
 //!
 //! # Exit sees how the body ended, for as long as it runs
 //!
 //! The exit closure of [`from_fns`] (and every [`AsyncExit`]) receives the body's [`Outcome`]:
-//! `Success`, `Failure` with the body's error lent, or `Panicked`. It may await while holding
+//! `Success`, `Failure` with the body's error lent, `Panicked` or `Cancelled`. It may await while holding
 //! it — report the error, then roll back — with nothing cloned or allocated: the error stays
 //! inside the [`WithFuture`], lent until exit has finished, and the caller receives it
 //! afterwards. This is Python's
@@ -167,6 +229,7 @@
 //! |---|---|
 //! | [`with`], [`AsyncEnter::with`] | enter, body, exit; they return a [`WithFuture`] |
 //! | [`WithFuture`] | the future: nameable in struct fields, trait methods and generic code; a [`FusedFuture`] |
+//! | [`CancelOn`], [`CancelError`] | a `with` given a stop signal ([`WithFuture::cancel_on`]): the body stops, exit is awaited; its error says where the signal ended it |
 //! | [`AsyncEnter`] | a manager: [`enter`](AsyncEnter::enter) yields the resource and an exit handle |
 //! | [`AsyncExit`] | an exit handle: [`exit`](AsyncExit::exit) releases the resource, seeing the body's [`Outcome`]; [`cancel`](AsyncExit::cancel) is the synchronous release when the future is dropped |
 //! | [`from_fns`] | a manager from an async enter closure and an async exit closure (Python's `@asynccontextmanager`); [`FromFns::on_cancel`] adds a cancel hook. Its parts: [`FromFns`], [`FromFnsEnter`], [`FromFnsExit`], [`OnCancel`], [`CancelHook`] |

@@ -49,9 +49,11 @@ fn exit_start(status: Status, value: u32) -> Event {
 fn a_signal_during_enter_drops_the_enter_future_and_nothing_exits() {
     let log = Log::new();
     let manager = Scripted::new(&log).enter_pending(5);
-    let (out, _) = support::run(
-        with(manager, async |_res| Value(1)).cancel_on(signal(&log, 2, "signal dropped")),
-    );
+    let (out, _) = support::run(with(manager, async |_res| Value(1)).cancel_on(signal(
+        &log,
+        2,
+        "signal dropped",
+    )));
     assert_eq!(out, Err(CancelError::Entering));
     let events = log.events();
     assert!(events.contains(&Event::EnterDrop), "{events:?}");
@@ -137,8 +139,11 @@ fn a_signal_that_never_fires_changes_nothing_and_is_dropped_when_exit_begins() {
     let log = Log::new();
     let manager = Scripted::new(&log).exit_pending(2);
     let (out, _) = support::run(
-        with(manager, async |_res| Err::<(), _>(BodyError(3)))
-            .cancel_on(signal(&log, usize::MAX, "signal dropped")),
+        with(manager, async |_res| Err::<(), _>(BodyError(3))).cancel_on(signal(
+            &log,
+            usize::MAX,
+            "signal dropped",
+        )),
     );
     assert_eq!(out, Err(CancelError::Failed(Error::Body(BodyError(3)))));
     assert!(log.position(&Event::Note("signal dropped")) < log.position(&Event::ExitReady));
@@ -149,9 +154,11 @@ fn a_signal_that_never_fires_changes_nothing_and_is_dropped_when_exit_begins() {
 fn an_enter_error_is_reported_as_without_a_signal() {
     let log = Log::new();
     let manager = Scripted::new(&log).enter_fails("refused");
-    let (out, _) = support::run(
-        with(manager, async |_res| Value(())).cancel_on(signal(&log, 5, "signal dropped")),
-    );
+    let (out, _) = support::run(with(manager, async |_res| Value(())).cancel_on(signal(
+        &log,
+        5,
+        "signal dropped",
+    )));
     assert_eq!(out, Err(CancelError::Failed(Error::Enter("refused"))));
     assert!(!out.unwrap_err().is_cancelled());
 }
@@ -217,8 +224,11 @@ fn dropped_mid_body_with_a_signal_is_abortive_as_without_one() {
     let log = Log::new();
     {
         let mut future = pin!(
-            with(Scripted::new(&log).initial(6), endless)
-                .cancel_on(signal(&log, 10, "signal dropped"))
+            with(Scripted::new(&log).initial(6), endless).cancel_on(signal(
+                &log,
+                10,
+                "signal dropped"
+            ))
         );
         assert!(support::poll_once(future.as_mut()).is_pending());
         assert!(!future.is_terminated());
@@ -231,11 +241,18 @@ fn dropped_mid_body_with_a_signal_is_abortive_as_without_one() {
 fn dropped_mid_exit_after_a_signal_drops_the_exit_future() {
     let log = Log::new();
     {
-        let mut future =
-            pin!(with(Scripted::new(&log).exit_pending(10), endless)
-                .cancel_on(signal(&log, 0, "signal dropped")));
+        let mut future = pin!(
+            with(Scripted::new(&log).exit_pending(10), endless).cancel_on(signal(
+                &log,
+                0,
+                "signal dropped"
+            ))
+        );
         assert!(support::poll_once(future.as_mut()).is_pending());
-        assert_eq!(format!("{future:?}"), r#"CancelOn { phase: "Exit", guarding: "exit bound" }"#);
+        assert_eq!(
+            format!("{future:?}"),
+            r#"CancelOn { phase: "Exit", guarding: "exit bound" }"#
+        );
     }
     assert_eq!(log.count(|e| *e == Event::ExitDrop), 1);
     assert_eq!(log.count(|e| matches!(e, Event::Cancel(_))), 0);
@@ -259,10 +276,15 @@ fn every_member_of_a_tuple_exits_right_to_left_seeing_cancelled() {
         Scripted::new(&log).initial(2).exit_pending(1),
     );
     let (out, _) = support::run(
-        with(pair, async |_pair| core::future::pending::<Value<()>>().await)
-            .cancel_on(signal(&log, 1, "signal dropped")),
+        with(pair, async |_pair| {
+            core::future::pending::<Value<()>>().await
+        })
+        .cancel_on(signal(&log, 1, "signal dropped")),
     );
-    assert!(matches!(out, Err(CancelError::Body { exit: None })), "{out:?}");
+    assert!(
+        matches!(out, Err(CancelError::Body { exit: None })),
+        "{out:?}"
+    );
     let second = log.position(&exit_start(Status::Cancelled, 2));
     let first = log.position(&exit_start(Status::Cancelled, 1));
     assert!(second < first);
@@ -276,8 +298,10 @@ fn a_failing_member_exit_shows_later_members_its_failure_after_a_cancel() {
         Scripted::new(&log).initial(2).exit_fails("second"),
     );
     let (out, _) = support::run(
-        with(pair, async |_pair| core::future::pending::<Value<()>>().await)
-            .cancel_on(signal(&log, 0, "signal dropped")),
+        with(pair, async |_pair| {
+            core::future::pending::<Value<()>>().await
+        })
+        .cancel_on(signal(&log, 0, "signal dropped")),
     );
     let Err(CancelError::Body { exit: Some(_) }) = out else {
         panic!("{out:?}")
@@ -295,10 +319,15 @@ fn every_member_of_an_array_exits_seeing_cancelled() {
     let log = Log::new();
     let members = [1, 2, 3].map(|v| Scripted::new(&log).initial(v).exit_pending(1));
     let (out, _) = support::run(
-        with(members, async |_all| core::future::pending::<Value<()>>().await)
-            .cancel_on(signal(&log, 2, "signal dropped")),
+        with(members, async |_all| {
+            core::future::pending::<Value<()>>().await
+        })
+        .cancel_on(signal(&log, 2, "signal dropped")),
     );
-    assert!(matches!(out, Err(CancelError::Body { exit: None })), "{out:?}");
+    assert!(
+        matches!(out, Err(CancelError::Body { exit: None })),
+        "{out:?}"
+    );
     let order: Vec<_> = [3, 2, 1]
         .map(|v| log.position(&exit_start(Status::Cancelled, v)))
         .into();
@@ -326,7 +355,10 @@ fn every_entry_of_an_exit_stack_exits_seeing_cancelled() {
         })
         .cancel_on(signal(&log, 3, "signal dropped")),
     );
-    assert!(matches!(out, Err(CancelError::Body { exit: None })), "{out:?}");
+    assert!(
+        matches!(out, Err(CancelError::Body { exit: None })),
+        "{out:?}"
+    );
     let order: Vec<_> = [3, 2, 1]
         .map(|v| log.position(&exit_start(Status::Cancelled, v)))
         .into();

@@ -52,7 +52,7 @@
 //! `ROLLBACK` that tokio-postgres queues is the one synchronous step that can be taken.
 
 use async_with::{Outcome, SendManager, Status, from_fns};
-use tokio_postgres::{Client, Error, Transaction, TransactionBuilder};
+use tokio_postgres::{Client, Error, NoTls, Transaction, TransactionBuilder};
 
 /// A transaction on `client`: `BEGIN` on enter; on exit `COMMIT` if the body returned `Ok`, and
 /// `ROLLBACK` if it returned `Err` or panicked.
@@ -215,10 +215,23 @@ where
 }
 
 /// The exit of all three managers: `COMMIT` (`RELEASE`) on success, `ROLLBACK` (`ROLLBACK TO`)
-/// otherwise.
+/// otherwise. Stopped by a signal ([`Status::Cancelled`]), the body's future was dropped, maybe
+/// in the middle of a statement that goes on running on the server and would hold the
+/// `ROLLBACK` (and the locks) until it ends: exit first asks the server to cancel it.
 async fn finish(tx: Transaction<'_>, outcome: Outcome<'_>) -> Result<(), Error> {
     match outcome.status() {
         Status::Success => tx.commit().await,
-        Status::Failure | Status::Panicked => tx.rollback().await,
+        Status::Cancelled => {
+            // The server acts on a cancel request asynchronously, without answering, and ignores
+            // it when no statement runs. Should the statement end just before the request
+            // arrives, it cancels whatever runs next: a `SELECT 1` goes first to take it (its
+            // error only marks the transaction aborted, which the `ROLLBACK` then ends), so
+            // the `ROLLBACK` is not hit unless the request arrives later than that round trip.
+            tx.cancel_token().cancel_query(NoTls).await?;
+            let _ = tx.batch_execute("SELECT 1").await;
+            tx.rollback().await
+        }
+        // Failed, panicked, or a way of ending this version does not know: nothing is committed.
+        _ => tx.rollback().await,
     }
 }

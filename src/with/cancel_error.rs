@@ -105,9 +105,9 @@ impl<X: fmt::Display, E> fmt::Display for CancelError<X, E> {
                 f,
                 "the body was cancelled, and then exiting the resource failed: {exit}"
             ),
-            CancelError::ExitAbandoned { cancelled: true, .. } => {
-                f.write_str("the body was cancelled, and then exit was abandoned")
-            }
+            CancelError::ExitAbandoned {
+                cancelled: true, ..
+            } => f.write_str("the body was cancelled, and then exit was abandoned"),
             CancelError::ExitAbandoned { body: Some(_), .. } => {
                 f.write_str("the body failed, and then exit was abandoned")
             }

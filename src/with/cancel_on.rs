@@ -79,45 +79,35 @@ pin_project! {
     [`CancelError::Failed`] are what the `with` would have resolved to without a signal; the
     other variants say where a signal ended it.
 
-    # Phase by phase
+    The signal is polled after the `with`, in each poll of enter and the body, and dropped
+    when exit begins: stopped during enter, the enter future is dropped
+    ([`CancelError::Entering`]); stopped during the body, the body's future is dropped and
+    exit runs with [`Outcome::Cancelled`](crate::Outcome::Cancelled), awaited and shielded
+    from the signal ([`CancelError::Body`]). [`abandon_exit_on`](CancelOn::abandon_exit_on)
+    bounds exit. Dropping a `CancelOn` is abortive, as dropping a `WithFuture`. The whole
+    story, phase by phase, with groups and exit stacks and the comparison with Python, Trio and
+    tokio-util, is the crate docs' [Cancellation](crate#cancellation).
 
-    Each poll polls the `with` first, then the signal of the phase it is in. A phase that
-    finished in this poll is not stopped: when the signal and the body are ready in the same
-    poll, the body's output stands and exit sees how it really ended.
+    ```
+    # futures_executor::block_on(async {
+    use core::future::Future;
+    use core::pin::Pin;
+    use async_with::{Body, CancelOn, NullContext, Value, null_context, with};
 
-    | the signal is ready during | what runs | resolves to |
-    |---|---|---|
-    | enter | the enter future is dropped (its own `Drop` undoes what it had started); no resource exists, so nothing exits | `Err(CancelError::Entering)` |
-    | the body | the body's future is dropped, the resource intact; exit runs with [`Outcome::Cancelled`](crate::Outcome::Cancelled) and is awaited. The signal is not polled again: exit is shielded from it | `Err(CancelError::Body { exit })`, `exit` holding exit's error if it failed |
-    | exit | nothing: the signal is no longer polled (it was dropped when exit began) | what the `with` resolves to |
+    /// A job that a shutdown signal can stop: a named type, for a struct field.
+    struct Stoppable<'a, B, S>
+    where
+        B: Body<'a, u32>,
+    {
+        run: CancelOn<'a, NullContext<u32>, B, S>,
+    }
 
-    The signal is dropped as soon as exit begins (a timer's entry is not held while exit
-    runs), and the exit bound as soon as exit ends.
-
-    **A bound on exit.** Exit is shielded from the signal, but it can be given a bound of its
-    own, [`abandon_exit_on`](CancelOn::abandon_exit_on) (Trio's shielded
-    `move_on_after` inside `finally`): when that future is ready while exit runs, the exit
-    future is dropped unfinished, and the future resolves to
-    [`CancelError::ExitAbandoned`]. What an abandoned exit leaves is whatever the exit future's
-    `Drop` does; `cancel` does not run, since exit had the resource. The bound is polled only
-    during exit: a timer given as a bound starts when it is created, so create it lazily
-    (`async { sleep(d).await }`) for a bound measured from the start of exit.
-
-    **Dropping** a `CancelOn` is abortive cancellation, exactly as for a
-    [`WithFuture`](WithFuture#cancellation): in the body, the body's future is dropped and
-    the resource goes to the synchronous [`cancel`](crate::AsyncExit::cancel); in exit, the
-    exit future is dropped. A signal changes nothing there.
-
-    **Groups and exit stacks.** A tuple, an array or an [`ExitStack`](crate::ExitStack) is a
-    manager like any other: stopped in the body, each member's or entry's exit runs right to
-    left (newest first) seeing `Cancelled`, or the newest failure once an exit has failed
-    before it (see [`group`](crate::group#what-each-exit-sees)). Stopped while the group
-    enters, the group's enter future is dropped, and the members it had entered get their
-    synchronous `cancel`, as when a group's enter future is dropped.
-
-    A panic while the body's future is dropped by a signal propagates out of `poll` before
-    exit starts; the resource stays inside and gets `cancel` when the future is dropped.
-    Every other panic behaves as in [`WithFuture`](WithFuture#panics).
+    let job = Stoppable {
+        run: with(null_context(5), async |n| Value(*n + 1)).cancel_on(core::future::pending::<()>()),
+    };
+    assert_eq!(job.run.await, Ok(6));
+    # });
+    ```
 
     # Auto traits
 
@@ -287,9 +277,7 @@ fn finish<T, E, X>(finished: Finished<T, E, X, ()>) -> Result<T, CancelError<X, 
             (Ended::Err(body), Err(exit)) => {
                 Err(CancelError::Failed(Error::BodyAndExit { body, exit }))
             }
-            (Ended::Cancelled(()), exited) => Err(CancelError::Body {
-                exit: exited.err(),
-            }),
+            (Ended::Cancelled(()), exited) => Err(CancelError::Body { exit: exited.err() }),
             #[cfg(feature = "std")]
             (Ended::Panicked(payload), _) => std::panic::resume_unwind(payload),
         },

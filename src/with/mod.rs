@@ -136,7 +136,7 @@ use self::state::{Ended, Finished, State};
 ///
 /// ## Generic code: the bounds a driver writes
 ///
-/// The body's error must be `Debug + Sync + 'static`: exit receives it lent as a [`Failure`],
+/// The body's error must be `Debug + Sync + 'static`: exit receives it lent as a [`Failure`](crate::Failure),
 /// which prints it with `{:?}` and can downcast it to its type, and downcasting (`Any`) works
 /// only for `'static` types. An error that borrows a local (`&str` into a buffer) has to be
 /// mapped to an owned one inside the body. `Sync`, because exit may hold the lent error across
@@ -263,43 +263,13 @@ pin_project! {
 
     # Cancellation
 
-    Rust cancels a future by dropping it: a `select!` took another branch, a timeout fired,
-    the task was aborted. `Drop` is synchronous, so no asynchronous exit can be awaited then.
-    What dropping a `WithFuture` does depends on its phase:
-
-    | dropped | what runs |
-    |---|---|
-    | before the first poll | nothing: [`AsyncEnter::enter`] was never called; the manager and the body are dropped |
-    | during enter | the enter future is dropped, and its own `Drop` undoes what it had started. No resource exists, so nothing exits |
-    | during the body | the body future is dropped first, while the resource is still alive. Then the resource goes to the exit handle's synchronous [`AsyncExit::cancel`] (by default it is dropped), exactly once. [`AsyncExit::exit`] does not run |
-    | during exit | the exit future is dropped, and its own `Drop` cleans up. `cancel` does not run: exit has the resource. Then the body's value or error is dropped (after the exit future, which may borrow it); with `std`, so is a caught panic, which then does not resume |
-    | after `Ready` | nothing more |
-
-    So after a successful enter, exactly one of `exit` and `cancel` is called, unless the
-    future is leaked (below) or a panic in the manager's own code ends it on the way (the
-    [Panics](#panics) table says which).
-
-    Several managers follow the same rule, member by member. A tuple or an array drops the
-    running phase's future, then calls `cancel` on every member entered and not yet exited,
-    right to left (see [`group`](crate::group)). An `ExitStack` (feature `alloc`) dropped
-    unclosed or mid-close cancels its entries newest first (see its own `# Cancellation`
-    section).
-
-    **Why not as in Python.** Python raises `CancelledError` inside the body, so `__aexit__`
-    still runs and can await; Trio can also shield that cleanup from a second cancellation.
-    Both can do this because their runtime resumes the cancelled task to unwind it. A dropped
-    Rust future is never polled again, so only synchronous code can react.
-
-    **What to do.** Put the synchronous part of the cleanup in `cancel` (stop a DMA channel,
-    deassert a chip select, mark a connection as broken), or give
-    [`from_fns`](crate::from_fns) a hook with [`FromFns::on_cancel`](crate::FromFns::on_cancel).
-    If the release must be asynchronous on every path, do not cancel by dropping: signal the
-    body to stop (a flag or a channel it watches) and let it return `Err`, so that exit runs
-    and is awaited. Or let `cancel` hand the resource to something that closes it later.
-
-    **Leaks.** A future that is leaked (`mem::forget`, a reference cycle, a task that is never
-    polled again and never dropped) runs neither `exit` nor `cancel`. No Rust type can promise
-    cleanup then.
+    Dropping the future is abortive cancellation: the phase under way has its future
+    dropped, and a resource entered and not yet exited goes to the synchronous
+    [`AsyncExit::cancel`](crate::AsyncExit::cancel), exactly once; dropped during exit, the
+    exit future is dropped instead. [`cancel_on`](WithFuture::cancel_on) adds graceful
+    cancellation: a stop signal ends the body and exit is still awaited. Both, phase by phase,
+    with groups, exit stacks and leaks: the crate docs'
+    [Cancellation](crate#cancellation).
 
     # The lifetime `'a`
 

@@ -137,6 +137,14 @@ pub(crate) enum Finished<T, E, X, C> {
     Exited(Ended<T, E, C>, Result<(), X>),
 }
 
+/// [`Finished`] for a manager `M` and a body `B`.
+pub(crate) type FinishedFor<'a, M, B, C> = Finished<
+    <B as Body<'a, <M as AsyncEnter>::Resource>>::Ok,
+    <B as Body<'a, <M as AsyncEnter>::Resource>>::Err,
+    <M as AsyncEnter>::Error,
+    C,
+>;
+
 /// Runs `f`; with `std`, a panic in it is caught and returned as its payload.
 #[cfg(feature = "std")]
 fn catch<T>(f: impl FnOnce() -> T) -> Result<T, std::boxed::Box<dyn Any + Send>> {
@@ -154,7 +162,7 @@ fn catch<T>(f: impl FnOnce() -> T) -> Result<T, core::convert::Infallible> {
 pub(crate) fn poll<'a, M, B, C>(
     mut state: Pin<&mut State<'a, M, B, C>>,
     cx: &mut Context<'_>,
-) -> Poll<Finished<B::Ok, B::Err, M::Error, C>>
+) -> Poll<FinishedFor<'a, M, B, C>>
 where
     M: AsyncEnter,
     M::Resource: 'a,
@@ -228,10 +236,8 @@ where
 /// Moves from the body phase to the exit phase: the body future is already gone; the resource
 /// leaves the cell and goes to exit together with the outcome.
 #[inline]
-fn start_exit<'a, M, B, C>(
-    mut state: Pin<&mut State<'a, M, B, C>>,
-    ended: Ended<B::Ok, B::Err, C>,
-) where
+fn start_exit<'a, M, B, C>(mut state: Pin<&mut State<'a, M, B, C>>, ended: Ended<B::Ok, B::Err, C>)
+where
     M: AsyncEnter,
     M::Resource: 'a,
     B: Body<'a, M::Resource>,
@@ -325,6 +331,7 @@ where
 }
 
 /// What dropping the future runs (see `WithFuture`'s `# Cancellation`).
+#[inline(always)]
 pub(crate) fn drop_state<'a, M, B, C>(state: Pin<&mut State<'a, M, B, C>>)
 where
     M: AsyncEnter,
