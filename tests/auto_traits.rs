@@ -358,3 +358,66 @@ fn never_sync() {
     assert_not_impl!(fut, Sync);
     assert_eq!(futures_executor::block_on(fut), Ok(1));
 }
+
+#[test]
+fn cancel_on_is_send_when_its_signals_are() {
+    let fut = with(null_context(3_u32), async |n| Ok::<_, ()>(*n))
+        .cancel_on(yield_once())
+        .abandon_exit_on(yield_once());
+    assert_send(&fut);
+    assert_not_impl!(fut, Unpin);
+    assert_not_impl!(fut, Sync);
+    assert_eq!(run_on_other_thread(fut), Ok(3));
+}
+
+#[test]
+fn cancel_on_is_not_send_with_a_signal_that_is_not() {
+    /// A signal holding an `Rc`: `!Send`.
+    struct RcSignal(Rc<()>);
+    impl Future for RcSignal {
+        type Output = ();
+        fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
+            Poll::Pending
+        }
+    }
+
+    let fut = with(null_context(3_u32), async |n| Ok::<_, ()>(*n))
+        .cancel_on(RcSignal(Rc::new(())));
+    assert_not_impl!(fut, Send);
+
+    let fut = with(null_context(3_u32), async |n| Ok::<_, ()>(*n))
+        .cancel_on(yield_once())
+        .abandon_exit_on(RcSignal(Rc::new(())));
+    assert_not_impl!(fut, Send);
+}
+
+#[cfg(not(miri))]
+#[test]
+fn cancel_on_spawns_on_tokio_and_a_deadline_stops_the_body() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .expect("runtime");
+    let exited = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen = exited.clone();
+    let task = runtime.spawn(async move {
+        let conn = from_fns(
+            async || Ok::<_, ()>(0_u32),
+            async move |_n: u32, outcome: Outcome<'_>| {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                seen.store(outcome.is_cancelled(), std::sync::atomic::Ordering::SeqCst);
+                Ok(())
+            },
+        );
+        with(conn, async |_n| {
+            tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+            Ok::<_, ()>(())
+        })
+        .cancel_on(tokio::time::sleep(std::time::Duration::from_millis(10)))
+        .await
+    });
+    let result = runtime.block_on(task).expect("the task panicked");
+    assert_eq!(result, Err(async_with::CancelError::Body { exit: None }));
+    assert!(exited.load(std::sync::atomic::Ordering::SeqCst));
+}
