@@ -751,3 +751,92 @@ async fn load_50_serializable_increments_are_exact() {
         assert_usable(client).await;
     }
 }
+
+/// Graceful cancellation (issue 18): a 200 ms signal stops a body blocked in `pg_sleep`; exit
+/// sees `Cancelled`, sends a cancel request for the statement and awaits the `ROLLBACK`. By the
+/// time the `with` returns, the row lock is free, the connection is idle and usable. Side by
+/// side, the same `with` under `tokio::time::timeout` (abortive): it returns while the lock is
+/// still held, and the `ROLLBACK` runs only after the statement ends on its own.
+#[tokio::test]
+async fn a_signal_stops_a_blocked_statement_and_the_rollback_is_awaited() {
+    use async_with::CancelError;
+
+    let observer = observer("graceful").await;
+    setup(
+        &observer,
+        "DROP TABLE IF EXISTS t_graceful;
+         CREATE TABLE t_graceful (id int PRIMARY KEY, n int);
+         INSERT INTO t_graceful VALUES (1, 0)",
+    )
+    .await;
+    let (mut client, _conn) = connect("graceful").await;
+    let pid = pid(&client).await;
+    let signal = Duration::from_millis(200);
+
+    // Graceful: the signal stops the body, exit is awaited.
+    let started = Instant::now();
+    let stopped = with(
+        transaction(&mut client),
+        async |tx| -> Result<(), PgError> {
+            tx.execute("UPDATE t_graceful SET n = 1 WHERE id = 1", &[])
+                .await?;
+            tx.batch_execute("SELECT pg_sleep(3)").await
+        },
+    )
+    .cancel_on(tokio::time::sleep(signal))
+    .await;
+    let returned = started.elapsed();
+    assert!(
+        matches!(stopped, Err(CancelError::Body { exit: None })),
+        "{stopped:?}"
+    );
+    // Checked right away, without waiting: the ROLLBACK has already run.
+    try_lock(&observer, "t_graceful", 1)
+        .await
+        .expect("the row lock is free when the `with` returns");
+    assert_idle(&observer, pid).await;
+    assert_usable(&client).await;
+    eprintln!(
+        "graceful (cancel_on {signal:?}): the `with` returned, lock released, after {returned:?}"
+    );
+    assert!(
+        returned < Duration::from_secs(3),
+        "{returned:?}: pg_sleep was not cancelled"
+    );
+
+    // Abortive: the same `with` dropped by an outer timeout.
+    let started = Instant::now();
+    let timed_out = tokio::time::timeout(
+        signal,
+        with(
+            transaction(&mut client),
+            async |tx| -> Result<(), PgError> {
+                tx.execute("UPDATE t_graceful SET n = 1 WHERE id = 1", &[])
+                    .await?;
+                tx.batch_execute("SELECT pg_sleep(3)").await
+            },
+        ),
+    )
+    .await;
+    let returned = started.elapsed();
+    assert!(timed_out.is_err());
+    // The `with` is gone, and the row is still locked: the ROLLBACK waits behind pg_sleep.
+    let locked = try_lock(&observer, "t_graceful", 1).await;
+    assert_eq!(
+        locked.expect_err("still locked").code(),
+        Some(&SqlState::LOCK_NOT_AVAILABLE)
+    );
+    let waited = wait_for_lock(&observer, "t_graceful", 1, Duration::from_secs(10)).await;
+    eprintln!(
+        "abortive (timeout {signal:?}): the `with` returned after {returned:?}, the lock was \
+         released {waited:?} later ({:?} in all)",
+        returned + waited
+    );
+    assert_usable(&client).await;
+    let n: i32 = observer
+        .query_one("SELECT n FROM t_graceful WHERE id = 1", &[])
+        .await
+        .expect("row")
+        .get(0);
+    assert_eq!(n, 0, "nothing committed");
+}
