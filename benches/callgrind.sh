@@ -2,8 +2,10 @@
 # Instructions per enter–body–exit cycle, counted by valgrind's callgrind: deterministic for a
 # given compiler, dependency set and binary, so changes can be compared on a noisy machine.
 # Prints, for scenarios (a) ready, (b) every phase Pending once, (c) the body fails and exit
-# rolls back, (d) three nested and (e) three as a tuple, `with` against the same logic as one `async fn` and the ratio of the two; then
-# scenario (b) for the boxed body and the combinator chain.
+# rolls back, (d) three nested, (e) three as a tuple and (g) scenario (b) with a stop signal
+# that never fires, `with` against the same logic as one `async fn` (for (g), an `async fn`
+# with a hand-written `select`) and the ratio of the two; then scenario (b) for the boxed body
+# and the combinator chain.
 #
 #   bash benches/callgrind.sh [cycles] [cargo flags]   # default 10000 cycles per variant
 #   bash benches/callgrind.sh 10000 --no-default-features   # without `std` (no panic catching)
@@ -70,6 +72,7 @@ b_ratio=$last_ratio
 row "(c) body fails, rollback" with_rollback async_fn_rollback
 row "(d) three nested" with_nested async_fn_nested
 row "(e) three as a tuple" with_tuple async_fn_nested
+row "(g) (b) with a signal that never fires" with_signal async_fn_select
 
 printf '\n| scenario (b), other styles | instructions per cycle |\n|---|---:|\n'
 for variant in boxed combinators; do

@@ -55,41 +55,51 @@ fn row<F: std::future::Future>(scenario: &str, variant: &str, make: impl Fn() ->
 
 /// Runs `n` cycles of scenario (b) with `variant` (of scenario (a) when `pending` is false;
 /// the `*_rollback` variants run scenario (c), the `*_nested` and `with_tuple` variants
-/// scenarios (d) and (e); `stack_with_N`, `stack_close_N` (N = 1, 10, 1000) and
-/// `nested_with_N` (N = 1, 10) run scenario (f)); the only function callgrind counts.
+/// scenarios (d) and (e), `with_signal` and `async_fn_select` scenario (g); `stack_with_N`,
+/// `stack_close_N` (N = 1, 10, 1000) and `nested_with_N` (N = 1, 10) run scenario (f)); the
+/// only function callgrind counts (with what it calls). The variant is chosen once, outside
+/// the loop: each variant's loop is its own function ([`repeat`]), so that adding a variant
+/// changes neither the code nor the count of another.
 #[inline(never)]
 fn cycles(variant: &str, n: u64, pending: bool) {
-    for _ in 0..n {
-        let pending = black_box(pending);
-        match variant {
-            "with" => drop(black_box(run(with_future(pending, false)))),
-            "async_fn" => drop(black_box(run(async_fn(pending, false)))),
-            "with_rollback" => drop(black_box(run(with_future(pending, true)))),
-            "async_fn_rollback" => drop(black_box(run(async_fn(pending, true)))),
-            "boxed" => drop(black_box(run(boxed(pending, false)))),
-            "combinators" => drop(black_box(run(combinators(pending, false)))),
-            "with_nested" => drop(black_box(run(with_future_nested(pending)))),
-            "with_tuple" => drop(black_box(run(with_future_tuple(pending)))),
-            "async_fn_nested" => drop(black_box(run(async_fn_nested(pending)))),
-            "nested_with_1" => drop(black_box(run(nested_with_1(pending)))),
-            "nested_with_10" => drop(black_box(run(nested_with_10(pending)))),
-            #[cfg(feature = "alloc")]
-            stack if stack.starts_with("stack_") => stack_cycle(stack, pending),
-            other => panic!("unknown variant {other}"),
-        }
+    match variant {
+        "with" => repeat(n, pending, |p| with_future(p, false)),
+        "async_fn" => repeat(n, pending, |p| async_fn(p, false)),
+        "with_rollback" => repeat(n, pending, |p| with_future(p, true)),
+        "async_fn_rollback" => repeat(n, pending, |p| async_fn(p, true)),
+        "boxed" => repeat(n, pending, |p| boxed(p, false)),
+        "combinators" => repeat(n, pending, |p| combinators(p, false)),
+        "with_nested" => repeat(n, pending, with_future_nested),
+        "with_tuple" => repeat(n, pending, with_future_tuple),
+        "async_fn_nested" => repeat(n, pending, async_fn_nested),
+        "with_signal" => repeat(n, pending, with_signal),
+        "async_fn_select" => repeat(n, pending, async_fn_select),
+        "nested_with_1" => repeat(n, pending, nested_with_1),
+        "nested_with_10" => repeat(n, pending, nested_with_10),
+        #[cfg(feature = "alloc")]
+        stack if stack.starts_with("stack_") => stack_cycles(stack, n, pending),
+        other => panic!("unknown variant {other}"),
     }
 }
 
-/// One cycle of `stack_with_N` or `stack_close_N`.
+/// `n` cycles of the future `make` returns.
+#[inline(never)]
+fn repeat<F: std::future::Future>(n: u64, pending: bool, make: impl Fn(bool) -> F) {
+    for _ in 0..n {
+        drop(black_box(run(make(black_box(pending)))));
+    }
+}
+
+/// `n` cycles of `stack_with_N` or `stack_close_N`.
 #[cfg(feature = "alloc")]
-fn stack_cycle(variant: &str, pending: bool) {
+fn stack_cycles(variant: &str, cycles: u64, pending: bool) {
     let (kind, n) = variant
         .rsplit_once('_')
         .expect("stack_with_N or stack_close_N");
     let n: usize = black_box(n.parse().expect("N in stack_with_N"));
     match kind {
-        "stack_with" => drop(black_box(run(stack_with(n, pending)))),
-        "stack_close" => drop(black_box(run(stack_close(n, pending)))),
+        "stack_with" => repeat(cycles, pending, |p| stack_with(n, p)),
+        "stack_close" => repeat(cycles, pending, |p| stack_close(n, p)),
         other => panic!("unknown variant {other}_N"),
     }
 }
@@ -124,6 +134,16 @@ fn main() {
     row("(d) three nested", "`async fn`", || async_fn_nested(true));
     row("(d) three nested", "boxed body", || boxed_nested(true));
     row("(e) three as a tuple", "`with`", || with_future_tuple(true));
+    row(
+        "(g) a signal that never fires",
+        "`with(..).cancel_on(..)`",
+        || with_signal(true),
+    );
+    row(
+        "(g) a signal that never fires",
+        "`async fn` + `select`",
+        || async_fn_select(true),
+    );
     // (f): N managers through an `ExitStack` (N known at run time) against N nested `with`s
     // (N static). The stack's future does not grow with N; its entries are on the heap.
     row("(f) N = 1", "N nested `with`", || nested_with_1(true));

@@ -373,7 +373,7 @@ fn cancel_on_is_send_when_its_signals_are() {
 #[test]
 fn cancel_on_is_not_send_with_a_signal_that_is_not() {
     /// A signal holding an `Rc`: `!Send`.
-    struct RcSignal(Rc<()>);
+    struct RcSignal(#[allow(dead_code)] Rc<()>);
     impl Future for RcSignal {
         type Output = ();
         fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
@@ -381,8 +381,7 @@ fn cancel_on_is_not_send_with_a_signal_that_is_not() {
         }
     }
 
-    let fut = with(null_context(3_u32), async |n| Ok::<_, ()>(*n))
-        .cancel_on(RcSignal(Rc::new(())));
+    let fut = with(null_context(3_u32), async |n| Ok::<_, ()>(*n)).cancel_on(RcSignal(Rc::new(())));
     assert_not_impl!(fut, Send);
 
     let fut = with(null_context(3_u32), async |n| Ok::<_, ()>(*n))

@@ -18,7 +18,7 @@ use core::future::Future;
 use core::pin::{Pin, pin};
 use core::task::{Context, Poll, Waker};
 
-use async_with::{AsyncEnter, AsyncExit, Error, Failure, Outcome, with};
+use async_with::{AsyncEnter, AsyncExit, CancelError, Error, Failure, Outcome, with};
 use futures_util::{FutureExt, TryFutureExt};
 
 /// A future that is `Pending` once (after waking) when `pending`, then `Ready(value)`: a
@@ -144,6 +144,100 @@ pub async fn async_fn_with<T, E: core::fmt::Debug + Sync + 'static>(
     let out = body(&mut counter).await;
     let exited = close.exit(counter, outcome(&out)).await;
     combine(out, exited)
+}
+
+/// A stop signal that never fires: always `Pending` (it never wakes the task either; the
+/// phases it guards do).
+pub struct Never;
+
+impl Future for Never {
+    type Output = ();
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
+        Poll::Pending
+    }
+}
+
+/// What a cycle with a stop signal returns.
+pub type Stoppable<T, E> = Result<T, CancelError<Fault, E>>;
+
+/// Scenario (g): cycle (b) given a stop signal that never fires.
+pub fn with_signal(pending: bool) -> impl Future<Output = Stoppable<u64, Fault>> {
+    with(Open { pending }, async move |c| {
+        body(c, pending, false).await
+    })
+    .cancel_on(Never)
+}
+
+pub fn async_fn_select(pending: bool) -> impl Future<Output = Stoppable<u64, Fault>> {
+    async_fn_select_with(Open { pending }, Never, async move |c| {
+        body(c, pending, false).await
+    })
+}
+
+/// Polls `future`, then `signal`: `Some(output)`, or `None` once the signal is ready first.
+/// The hand-written `select` an `async fn` needs for a stop signal.
+struct First<'s, F, S> {
+    future: Pin<&'s mut F>,
+    signal: Pin<&'s mut S>,
+}
+
+impl<F: Future, S: Future> Future for First<'_, F, S> {
+    type Output = Option<F::Output>;
+
+    #[inline]
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if let Poll::Ready(output) = self.future.as_mut().poll(cx) {
+            return Poll::Ready(Some(output));
+        }
+        match self.signal.as_mut().poll(cx) {
+            Poll::Ready(_) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// The same cycle as [`async_fn_with`], stopped gracefully by `signal`: the practical limit for
+/// `cancel_on`.
+pub async fn async_fn_select_with<T, E: core::fmt::Debug + Sync + 'static>(
+    manager: Open,
+    signal: impl Future,
+    body: impl AsyncFnOnce(&mut Counter) -> Result<T, E>,
+) -> Stoppable<T, E> {
+    // In an `Option`, to be dropped when exit begins, as `cancel_on` drops it.
+    let mut signal = pin!(Some(signal));
+    let entered = {
+        let mut enter = pin!(manager.enter());
+        First {
+            future: enter.as_mut(),
+            signal: signal.as_mut().as_pin_mut().expect("the signal"),
+        }
+        .await
+    };
+    let (mut counter, close) = match entered {
+        Some(entered) => entered.map_err(|x| CancelError::Failed(Error::Enter(x)))?,
+        None => return Err(CancelError::Entering),
+    };
+    let ended = {
+        let mut running = pin!(body(&mut counter));
+        First {
+            future: running.as_mut(),
+            signal: signal.as_mut().as_pin_mut().expect("the signal"),
+        }
+        .await
+    };
+    signal.set(None);
+    match ended {
+        Some(out) => {
+            let exited = close.exit(counter, outcome(&out)).await;
+            combine(out, exited).map_err(CancelError::Failed)
+        }
+        None => {
+            let exited = close.exit(counter, Outcome::Cancelled).await;
+            Err(CancelError::Body { exit: exited.err() })
+        }
+    }
 }
 
 /// A boxed body, as `sqlx`-style helpers take it.

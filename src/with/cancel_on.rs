@@ -13,6 +13,7 @@ use super::cancel_error::CancelError;
 use super::state::{self, Ended, Finished, State, Stopped};
 use crate::body::Body;
 use crate::error::Error;
+use crate::lend::unreachable_phase;
 use crate::manager::AsyncEnter;
 
 impl<'a, M, B> WithFuture<'a, M, B>
@@ -206,6 +207,7 @@ where
 {
     type Output = Result<B::Ok, CancelError<M::Error, B::Err>>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         if let Poll::Ready(finished) = state::poll(this.state.as_mut(), cx) {
@@ -213,7 +215,8 @@ where
             return Poll::Ready(finish(finished));
         }
         if let GuardProj::Body { signal, .. } = this.guard.as_mut().project() {
-            if !this.state.is_exiting() {
+            // Exit may have begun in this poll: the body ended on its own, and is not stopped.
+            let stopped = !this.state.is_exiting() && {
                 if signal.poll(cx).is_pending() {
                     return Poll::Pending;
                 }
@@ -222,19 +225,22 @@ where
                         this.guard.set(Guard::Done);
                         return Poll::Ready(Err(CancelError::Entering));
                     }
-                    Stopped::Body | Stopped::Nothing => {}
+                    Stopped::Body => true,
+                    Stopped::Nothing => false,
                 }
-            }
-            // Exit has begun (on its own or because the body was stopped): the signal's work
-            // is done, and exit is shielded from it.
+            };
+            // Exit has begun: the signal's work is done, and exit is shielded from it.
             let GuardReplace::Body { bound, .. } = this.guard.as_mut().project_replace(Guard::Done)
             else {
-                unreachable!()
+                unreachable_phase()
             };
             this.guard.set(Guard::Exit { bound });
-            if let Poll::Ready(finished) = state::poll(this.state.as_mut(), cx) {
-                this.guard.set(Guard::Done);
-                return Poll::Ready(finish(finished));
+            // An exit just started by the stop has not been polled yet.
+            if stopped {
+                if let Poll::Ready(finished) = state::poll(this.state.as_mut(), cx) {
+                    this.guard.set(Guard::Done);
+                    return Poll::Ready(finish(finished));
+                }
             }
         }
         let GuardProj::Exit { bound } = this.guard.as_mut().project() else {
@@ -267,6 +273,7 @@ where
 }
 
 /// The output for a `with` whose exit ran to its end.
+#[inline]
 fn finish<T, E, X>(finished: Finished<T, E, X, ()>) -> Result<T, CancelError<X, E>> {
     match finished {
         Finished::Enter(error) => Err(CancelError::Failed(Error::Enter(error))),
