@@ -162,10 +162,10 @@
 //! # Exit sees how the body ended, for as long as it runs
 //!
 //! The exit closure of [`from_fns`] (and every [`AsyncExit`]) receives the body's [`Outcome`]:
-//! `Success`, `Failure` with the body's error lent, `Panicked` or `Cancelled`. It may await while holding
-//! it — report the error, then roll back — with nothing cloned or allocated: the error stays
-//! inside the [`WithFuture`], lent until exit has finished, and the caller receives it
-//! afterwards. This is Python's
+//! `Success`, `Failure` with the body's error lent, `Panicked` or `Cancelled`. It may await
+//! while holding it — report the error, then roll back — with nothing cloned or allocated: the
+//! error stays inside the [`WithFuture`], lent until exit has finished, and the caller
+//! receives it afterwards. This is Python's
 //!
 //! ```python
 //! async def __aexit__(self, exc_type, exc, tb):
