@@ -63,6 +63,11 @@
 //! third-party wrapper that forwards `exit` to the handle it wraps — `self.inner.exit(r,
 //! outcome)` — passes the rule on unchanged.
 //!
+//! A body stopped by a signal ([`cancel_on`](crate::WithFuture::cancel_on)) is an outcome like
+//! the others: every member's exit sees `Cancelled`, right to left, until an exit fails; the
+//! members to its left then see that failure (and roll back for it as they would for
+//! `Cancelled`).
+//!
 //! # Managers that depend on each other
 //!
 //! A tuple's managers are built before any of them is entered, so the second cannot be made

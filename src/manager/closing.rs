@@ -10,8 +10,10 @@ use crate::outcome::Outcome;
 /// `contextlib.aclosing`.
 ///
 /// `close` is anything that consumes the value and returns a future of `Result<(), X>`: an
-/// `async fn close(self)` method, or an async closure. Enter cannot fail. On cancellation the
-/// value is dropped without `close`.
+/// `async fn close(self)` method, or an async closure. Enter cannot fail. Stopped by a signal
+/// ([`cancel_on`](crate::WithFuture::cancel_on)), exit sees `Cancelled` and closes the value,
+/// awaited, as after any other ending; dropped mid-body (abortive cancellation), the value is
+/// dropped without `close`.
 ///
 /// # Examples
 ///
@@ -77,8 +79,8 @@ where
 
 /// Exit handle of [`closing`]: calls the close function.
 ///
-/// `exit` closes the value whatever the outcome; `cancel` (the body was cancelled) drops it
-/// without closing, since `close` is asynchronous. Code that drives a manager without
+/// `exit` closes the value whatever the outcome, `Cancelled` included; `cancel` (the `with`
+/// was dropped mid-body) drops it without closing, since `close` is asynchronous. Code that drives a manager without
 /// [`with`](crate::with) meets it after entering:
 ///
 /// ```
