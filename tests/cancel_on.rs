@@ -37,6 +37,22 @@ async fn endless(res: &mut support::Res) -> Result<(), BodyError> {
     Ok(())
 }
 
+/// The body was stopped and exit succeeded; the members 3, 2, 1 exited in that order, each
+/// seeing `Cancelled`.
+fn assert_stopped_newest_first<T: core::fmt::Debug, X: core::fmt::Debug, E: core::fmt::Debug>(
+    out: &Result<T, CancelError<X, E>>,
+    log: &Log,
+) {
+    assert!(
+        matches!(out, Err(CancelError::Body { exit: None })),
+        "{out:?}"
+    );
+    let order: Vec<_> = [3, 2, 1]
+        .map(|v| log.position(&exit_start(Status::Cancelled, v)))
+        .into();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}");
+}
+
 fn exit_start(status: Status, value: u32) -> Event {
     Event::ExitStart {
         status,
@@ -324,14 +340,7 @@ fn every_member_of_an_array_exits_seeing_cancelled() {
         })
         .cancel_on(signal(&log, 2, "signal dropped")),
     );
-    assert!(
-        matches!(out, Err(CancelError::Body { exit: None })),
-        "{out:?}"
-    );
-    let order: Vec<_> = [3, 2, 1]
-        .map(|v| log.position(&exit_start(Status::Cancelled, v)))
-        .into();
-    assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}");
+    assert_stopped_newest_first(&out, &log);
 }
 
 #[cfg(feature = "alloc")]
@@ -355,12 +364,5 @@ fn every_entry_of_an_exit_stack_exits_seeing_cancelled() {
         })
         .cancel_on(signal(&log, 3, "signal dropped")),
     );
-    assert!(
-        matches!(out, Err(CancelError::Body { exit: None })),
-        "{out:?}"
-    );
-    let order: Vec<_> = [3, 2, 1]
-        .map(|v| log.position(&exit_start(Status::Cancelled, v)))
-        .into();
-    assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}");
+    assert_stopped_newest_first(&out, &log);
 }
