@@ -309,11 +309,11 @@ where
         let future = self.right.exit(right, outcome);
         let (resource, exit) = guard.defuse();
         PairExitFuture {
-            outer: outcome,
             state: ExitState::Right {
                 future,
                 exit,
                 resource,
+                outer: outcome,
             },
         }
     }
@@ -338,7 +338,6 @@ pin_project! {
         L: Member,
         R: AsyncEnter,
     {
-        outer: Outcome<'o>,
         #[pin]
         state: ExitState<'o, L, R>,
     }
@@ -373,7 +372,10 @@ pin_project! {
         L: Member,
         R: AsyncEnter,
     {
-        Right { #[pin] future: ExitFuture<'o, R>, exit: L::Exit, resource: L::Resource },
+        // The pair's outcome, for the left member if the right one succeeds: kept only until
+        // the left member's exit starts (in this variant, not beside the state: a field the
+        // left exit's variant overlaps).
+        Right { #[pin] future: ExitFuture<'o, R>, exit: L::Exit, resource: L::Resource, outer: Outcome<'o> },
         Left { #[pin] lend: LeftExit<'o, L, R> },
         Done,
     }
@@ -388,11 +390,15 @@ where
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let mut state = this.state;
+        let mut state = self.project().state;
         if let ExitProj::Right { future, .. } = state.as_mut().project() {
             let exited = ready!(future.poll(cx));
-            let ExitReplace::Right { exit, resource, .. } =
+            let ExitReplace::Right {
+                exit,
+                resource,
+                outer,
+                ..
+            } =
                 state.as_mut().project_replace(ExitState::Done)
             else {
                 unreachable!()
@@ -404,7 +410,7 @@ where
                 unreachable!()
             };
             // Shows the right member's error if it failed, the pair's outcome otherwise.
-            lend.start_exit(exit, resource, *this.outer);
+            lend.start_exit(exit, resource, outer);
         }
         let ExitProj::Left { mut lend } = state.as_mut().project() else {
             panic!("`PairExitFuture` polled after completion")
