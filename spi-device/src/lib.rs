@@ -70,8 +70,14 @@
 //!
 //! # Cancellation
 //!
-//! Rust cancels a future by dropping it. What this manager does, by the phase the `with` future
-//! is in when that happens:
+//! **Graceful** (`with(transaction(bus, cs), body).cancel_on(signal)`): when the signal is
+//! ready during the body, the body's future is dropped (with the transfer it was awaiting) and
+//! exit runs as after any other ending, seeing `Cancelled`: it awaits the bus's `flush`, then
+//! deasserts chip select, so a half-written frame is clocked out before the device is
+//! released. A [`logged_transaction`]'s log is not called: `Cancelled` is not a failure.
+//!
+//! **Abortive**: Rust cancels a future by dropping it. What this manager does, by the phase the
+//! `with` future is in when that happens:
 //!
 //! - **enter**, awaiting the first `flush`: chip select has not been asserted yet (that is why
 //!   enter flushes first and asserts after), so there is nothing to undo.
