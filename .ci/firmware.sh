@@ -123,13 +123,23 @@ EXPECTED=(
     "cs: high"
     "select: deadline first, transaction cancelled"
     "check: chip select high"
+    "-- 7. read stopped by a signal (cancel_on)"
+    "enter: power up"
+    "enter: sensor ready"
+    "body: waiting for a sample"
+    "body: future dropped"
+    "exit: power down after Cancelled"
+    "exit: sensor off"
+    "result: Err(Body { exit: None })"
+    "check: sensor off, by the awaited exit (cancel hook not run)"
     "size_of future, 1. read = * bytes"
     "size_of future, 2. failing read = * bytes"
     "size_of future, 3. read cancelled by select = * bytes"
     "size_of future, 4. SPI transaction = * bytes"
     "size_of future, 5. failing SPI transaction = * bytes"
     "size_of future, 6. SPI transaction cancelled by select = * bytes"
-    "size_of future, all six (the task's) = * bytes"
+    "size_of future, 7. read stopped by a signal = * bytes"
+    "size_of future, all seven (the task's) = * bytes"
     "all checks passed"
 )
 
@@ -231,13 +241,20 @@ for build in "${BUILDS[@]}"; do
 done
 
 # The flash guard: `with`'s text over the hand-written build's, in percent, may not grow past
-# what was measured (rustc 1.95.0 (59807616e 2026-04-14): +14.94% at "s", +22.46% at "z")
-# by more than half a percentage point. At "z" about 900 bytes of the difference are
-# compiler_builtins' memcpy, which the hand-written build happens not to link. Issue 17 raised
-# them from 8.2 and 21.5 (measured +7.96% and +21.17%): exit futures that borrow the outcome
-# (the crate's exit phase a self-borrow) took `with` to +13.06% and +22.59% with no other
-# change here; the sensor's exit logging the body's error after its drain, to the figures above.
-FLASH_LIMITS=("s 15.4" "z 22.9")
+# what was measured (rustc 1.95.0 (59807616e 2026-04-14): +14.20% at "s", +17.60% at "z")
+# by more than half a percentage point. At "z" both builds link compiler_builtins' memcpy (756
+# bytes with `__aeabi_memcpy`; `with` also `__aeabi_memcpy4`, 156). Issue 17 raised the limits
+# from 8.2 and 21.5 (measured +7.96% and +21.17%) to 15.4 and 22.9: exit futures that borrow
+# the outcome (the crate's exit phase a self-borrow) took `with` to +13.06% and +22.59% with
+# no other change here; the sensor's exit logging the body's error after its drain, to +14.94%
+# and +22.46%. Issue 18: graceful cancellation in the crate took `with` to +15.17% and +23.07%
+# (20,436 against 17,744; 19,352 against 15,724) with nothing changed here, past the "z" limit;
+# scenario 7 (a signal stops the sensor's body; `cancel_on`, and a hand-written select), in
+# both builds, to the figures above: +2,568 and +2,400 bytes at "s", +2,112 and +2,528 at "z",
+# where the hand-written build now links memcpy too (its 756 bytes; the task copies the array
+# of seven future sizes, 28 bytes, with it). The limits were lowered to the new figures plus
+# half a point.
+FLASH_LIMITS=("s 14.7" "z 18.1")
 for limit in "${FLASH_LIMITS[@]}"; do
     read -r level allowed <<<"$limit"
     read -r with hand percent <<<"$(excess "$level")"
@@ -249,8 +266,8 @@ for limit in "${FLASH_LIMITS[@]}"; do
 done
 
 step "future sizes (size_of, bytes, printed by the firmware; task pool: the static embassy task)"
-echo "| build | 1 | 2 | 3 | 4 | 5 | 6 | all six | task pool |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+echo "| build | 1 | 2 | 3 | 4 | 5 | 6 | 7 | all seven | task pool |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 for build in "${BUILDS[@]}"; do
     read -r name _ <<<"$build"
     futures=$(sed -n 's/^size_of future, .* = \([0-9]*\) bytes\r*$/\1/p' "$OUTPUTS/$name" | paste -sd '|' - | sed 's/|/ | /g')

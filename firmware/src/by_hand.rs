@@ -1,15 +1,21 @@
 //! The `hand-written` build: each scenario's scope written out as a plain `async fn`, with no
 //! `with`, to measure what `with` costs in flash and RAM.
 //!
-//! The two functions here do what `with.rs`'s do, step for step: the same manager futures and
-//! bus and pin operations, the same `async_with::Error` values, and a drop guard that runs the
-//! same synchronous cancellation when the future is dropped mid-body, and only then. Both
-//! builds print the same lines; `.ci/firmware.sh` checks both against one expected list.
+//! The three functions here do what `with.rs`'s do, step for step: the same manager futures and
+//! bus and pin operations, the same `async_with::Error` and `async_with::CancelError` values,
+//! and a drop guard that runs the same synchronous cancellation when the future is dropped
+//! mid-body, and only then; the one with a stop signal races enter and the body against it
+//! (`embassy_futures::select`) and, when it wins mid-body, awaits exit with
+//! `Outcome::Cancelled`. Both builds print the same lines; `.ci/firmware.sh` checks both
+//! against one expected list.
 
 use core::any::Any;
 use core::fmt::Debug;
+use core::future::Future;
+use core::pin::pin;
 
-use async_with::{AsyncEnter, AsyncExit, Error, Failure, Outcome};
+use async_with::{AsyncEnter, AsyncExit, CancelError, Error, Failure, Outcome};
+use embassy_futures::select::{Either, select};
 use embedded_hal::digital::OutputPin;
 use embedded_hal_async::spi::SpiBus;
 use spi_device::SpiError;
@@ -45,6 +51,51 @@ where
     };
     let exited = exit.exit(sensor, outcome).await;
     finish(ended, exited)
+}
+
+/// [`powered`] with a stop signal: what `with(Powered(sensor), body).cancel_on(signal)` does.
+/// Enter and then the body are raced against `signal` (each polled first, the signal after it);
+/// ready during enter, the enter future is dropped and nothing exits; ready during the body,
+/// the body's future is dropped, then exit runs and is awaited with `Outcome::Cancelled` (the
+/// `cancel` hook does not run). The signal is dropped before exit begins.
+pub(crate) async fn powered_until<'d, T, E>(
+    sensor: &'d mut Sensor,
+    signal: impl Future,
+    body: impl AsyncFnOnce(&mut &'d mut Sensor) -> Result<T, E>,
+) -> Result<T, CancelError<SensorError, E>>
+where
+    E: Debug + Any + Sync,
+{
+    // Armed once enter has produced the sensor: a drop of this future mid-body drops the
+    // body's future first (it borrows from the guard), then the guard, which calls `cancel`.
+    let mut entered = CancelOnDrop { entered: None };
+    let ended = {
+        let mut signal = pin!(signal);
+        let (sensor, exit) = match select(Powered(sensor).enter(), signal.as_mut()).await {
+            Either::First(Ok(entered)) => entered,
+            Either::First(Err(error)) => return Err(CancelError::Failed(Error::Enter(error))),
+            // The enter future is dropped with the `select`.
+            Either::Second(_) => return Err(CancelError::Entering),
+        };
+        let (sensor, _) = entered.entered.insert((sensor, exit));
+        // The body's future is dropped with the `select`, at the end of this statement, and
+        // the signal at the end of the block: both before exit begins.
+        select(body(sensor), signal).await
+    };
+    let (sensor, exit) = entered.disarm();
+    let ended = match ended {
+        Either::First(ended) => ended,
+        Either::Second(_) => {
+            let exited = exit.exit(sensor, Outcome::Cancelled).await;
+            return Err(CancelError::Body { exit: exited.err() });
+        }
+    };
+    let outcome = match &ended {
+        Ok(_) => Outcome::Success,
+        Err(error) => Outcome::Failure(Failure::new(error)),
+    };
+    let exited = exit.exit(sensor, outcome).await;
+    finish(ended, exited).map_err(CancelError::Failed)
 }
 
 /// The entered sensor and its exit handle while the body runs. Dropped with them still in it

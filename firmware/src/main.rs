@@ -10,6 +10,10 @@
 //! chip is ready and then reads its ID, one that fails with a bus error, and one cancelled by
 //! `select`; chip select ends high after each.
 //!
+//! Last, the sensor's read stopped gracefully by a signal (`cancel_on`): the body's future is
+//! dropped, and exit still runs and is awaited, seeing `Cancelled`; the `cancel` hook does not
+//! run.
+//!
 //! Every step is printed through semihosting, then the size of each scenario's future; the
 //! firmware ends QEMU with exit status 0 when every check passed, 1 otherwise (a failed check or
 //! a panic).
@@ -33,7 +37,7 @@ use core::pin::Pin;
 use core::sync::atomic::{AtomicU32, Ordering};
 use core::task::{Context, Poll};
 
-use async_with::{AsyncEnter, AsyncExit, Error, Outcome};
+use async_with::{AsyncEnter, AsyncExit, CancelError, Error, Outcome};
 use cortex_m_semihosting::{debug, hprintln};
 use embassy_executor::Spawner;
 use embassy_futures::select::{Either, select};
@@ -49,7 +53,7 @@ mod scope;
 #[path = "by_hand.rs"]
 mod scope;
 
-use scope::{powered, transaction};
+use scope::{powered, powered_until, transaction};
 
 /// What an SPI scenario's scope resolves to: the body's value, or `with`'s error, whose manager
 /// side is `spi_device::SpiError` (the bus's or the chip-select pin's).
@@ -426,13 +430,14 @@ fn measured<F: Future>(future: F, size: &mut usize) -> F {
 }
 
 /// The scenarios, by the names their sizes are printed with.
-const SCENARIOS: [&str; 6] = [
+const SCENARIOS: [&str; 7] = [
     "1. read",
     "2. failing read",
     "3. read cancelled by select",
     "4. SPI transaction",
     "5. failing SPI transaction",
     "6. SPI transaction cancelled by select",
+    "7. read stopped by a signal",
 ];
 
 #[embassy_executor::main]
@@ -443,15 +448,19 @@ async fn main(_spawner: Spawner) {
     for (scenario, size) in SCENARIOS.iter().zip(sizes) {
         hprintln!("size_of future, {} = {} bytes", scenario, size);
     }
-    hprintln!("size_of future, all six (the task's) = {} bytes", run_size);
+    hprintln!(
+        "size_of future, all seven (the task's) = {} bytes",
+        run_size
+    );
     hprintln!("all checks passed");
     debug::exit(debug::EXIT_SUCCESS);
 }
 
-/// Runs the six scenarios, checking each; returns the size of each one's future (a `WithFuture`,
-/// or in the `hand-written` build the future of the `async fn` that replaces it).
-async fn run() -> [usize; 6] {
-    let mut sizes = [0; 6];
+/// Runs the seven scenarios, checking each; returns the size of each one's future (a
+/// `WithFuture`, or a `CancelOn` for the last, or in the `hand-written` build the future of the
+/// `async fn` that replaces it).
+async fn run() -> [usize; 7] {
+    let mut sizes = [0; 7];
     let mut sensor = Sensor {
         powered: false,
         fault: false,
@@ -589,6 +598,33 @@ async fn run() -> [usize; 6] {
         "only enter flushed: the cancel hook cannot await",
     );
     check_deselected(&line);
+
+    hprintln!("-- 7. read stopped by a signal (cancel_on)");
+    // The conversion still takes 1,000 polls (scenario 3): the sample does not come before the
+    // stop signal, a poll-based future ready after 10 polls (a timer, a button's interrupt or a
+    // shutdown request would stand here).
+    let read = powered_until(&mut sensor, Wait::new(10, ()), async |sensor| {
+        let _guard = DropGuard;
+        hprintln!("body: waiting for a sample");
+        let value = sensor.read().await?;
+        hprintln!("body: read {}", value);
+        Ok::<_, SensorError>(value)
+    });
+    let result = measured(read, &mut sizes[6]).await;
+    hprintln!("result: {:?}", result);
+    check(
+        result == Err(CancelError::Body { exit: None }),
+        "the signal stops the body, and exit succeeds",
+    );
+    check(
+        !sensor.powered,
+        "the awaited exit powers the sensor down after the signal",
+    );
+    check(
+        CANCELS.load(Ordering::Relaxed) == 1,
+        "the cancel hook does not run when a signal stops the body",
+    );
+    hprintln!("check: sensor off, by the awaited exit (cancel hook not run)");
     sizes
 }
 

@@ -1,14 +1,14 @@
 //! The default build: each scenario's scope is an `async_with::with`.
 //!
-//! [`powered`] and [`transaction`] only put the manager in front of the body; the code that
-//! enters, runs the body, exits and cancels is the crate's. `by_hand.rs` (feature
-//! `hand-written`) has the same two functions with that logic written out, for comparing
-//! sizes.
+//! [`powered`], [`powered_until`] and [`transaction`] only put the manager in front of the
+//! body (and, for [`powered_until`], the stop signal after it); the code that enters, runs the
+//! body, stops it, exits and cancels is the crate's. `by_hand.rs` (feature `hand-written`) has
+//! the same three functions with that logic written out, for comparing sizes.
 
 use core::fmt::Debug;
 use core::future::Future;
 
-use async_with::{Body, Error, with};
+use async_with::{Body, CancelError, Error, with};
 use embedded_hal::digital::OutputPin;
 use embedded_hal_async::spi::SpiBus;
 use spi_device::Selected;
@@ -27,6 +27,24 @@ where
     E: Debug + Sync + 'static,
 {
     with(Powered(sensor), body)
+}
+
+/// `with(Powered(sensor), body).cancel_on(signal)`: as [`powered`], but when `signal` is ready
+/// during the body, the body's future is dropped and exit still runs and is awaited, seeing
+/// `Outcome::Cancelled` (the `cancel` hook does not run); ready during enter, the enter future
+/// is dropped.
+pub(crate) fn powered_until<'d, S, B, T, E>(
+    sensor: &'d mut Sensor,
+    signal: S,
+    body: B,
+) -> impl Future<Output = Result<T, CancelError<SensorError, E>>>
+where
+    S: Future,
+    B: AsyncFnOnce(&mut &'d mut Sensor) -> Result<T, E>,
+    B: for<'r> Body<'r, &'d mut Sensor, Ok = T, Err = E>,
+    E: Debug + Sync + 'static,
+{
+    with(Powered(sensor), body).cancel_on(signal)
 }
 
 /// `with(spi_device::transaction(bus, cs), body)`: one SPI transaction with the device behind
