@@ -87,10 +87,7 @@ fn devices<'e>(events: &'e RefCell<Vec<Event>>, bus: &[Spi<u8>]) -> (Bus<'e>, Cs
             events,
         },
         Cs {
-            pin: PinMock::new(&[
-                Pin::set(State::Low),
-                Pin::set(State::High),
-            ]),
+            pin: PinMock::new(&[Pin::set(State::Low), Pin::set(State::High)]),
             events,
         },
     )
@@ -130,7 +127,10 @@ fn stopped_mid_body_exit_flushes_then_deasserts_chip_select() {
         })
         .cancel_on(Second(false)),
     );
-    assert!(matches!(result, Err(CancelError::Body { exit: None })), "{result:?}");
+    assert!(
+        matches!(result, Err(CancelError::Body { exit: None })),
+        "{result:?}"
+    );
     assert_eq!(
         *events.borrow(),
         [
@@ -163,7 +163,10 @@ fn stopped_mid_body_a_logged_transaction_logs_nothing() {
         })
         .cancel_on(Second(false)),
     );
-    assert!(matches!(result, Err(CancelError::Body { exit: None })), "{result:?}");
+    assert!(
+        matches!(result, Err(CancelError::Body { exit: None })),
+        "{result:?}"
+    );
     assert_eq!(
         *events.borrow(),
         [Event::Flush, Event::CsLow, Event::Flush, Event::CsHigh]
@@ -187,7 +190,10 @@ fn dropped_mid_body_with_a_signal_deselects_without_a_flush() {
         let mut cx = Context::from_waker(Waker::noop());
         assert!(future.as_mut().poll(&mut cx).is_pending());
     } // dropped here, mid-body: abortive, as without a signal
-    assert_eq!(*events.borrow(), [Event::Flush, Event::CsLow, Event::CsHigh]);
+    assert_eq!(
+        *events.borrow(),
+        [Event::Flush, Event::CsLow, Event::CsHigh]
+    );
     bus.mock.done();
     cs.pin.done();
 }

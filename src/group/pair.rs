@@ -398,8 +398,7 @@ where
                 resource,
                 outer,
                 ..
-            } =
-                state.as_mut().project_replace(ExitState::Done)
+            } = state.as_mut().project_replace(ExitState::Done)
             else {
                 unreachable!()
             };
