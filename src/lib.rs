@@ -136,7 +136,11 @@
 //! left (newest first), seeing `Cancelled`, or the newest failure once an exit before it has
 //! failed (the [rule](group#what-each-exit-sees)). Stopped or dropped while a group enters,
 //! the group's enter future is dropped, and the members it had entered get their synchronous
-//! `cancel`, right to left. Dropped mid-body, every member gets `cancel`.
+//! `cancel`, right to left. That includes a group unwinding after a member failed to enter:
+//! the members entered before it exit inside the group's enter future, so a signal ready then
+//! drops the exit under way (as dropping the future during exit would) and cancels the members
+//! not yet exited; the result is [`CancelError::Entering`], and the enter error is dropped.
+//! Dropped mid-body, every member gets `cancel`.
 //!
 //! **Panics** and what they leave are in [`WithFuture`'s `# Panics`](WithFuture#panics); a
 //! panic while a signal drops the body's future propagates out of `poll` before exit starts,

@@ -34,7 +34,9 @@ pub enum CancelError<X, E> {
     /// No signal ended it: enter, the body or exit failed, as without a signal.
     Failed(Error<X, E>),
     /// The signal was ready during enter. The enter future was dropped (its own `Drop` undoes
-    /// what it had started); no resource was produced, so nothing exited.
+    /// what it had started); no resource was produced. For a group, enter includes the
+    /// members entered before one that failed: they get `cancel`, or, if their exit had begun,
+    /// lose its future (see the crate docs' [Cancellation](crate#cancellation)).
     Entering,
     /// The signal was ready during the body. The body's future was dropped, then exit ran with
     /// [`Outcome::Cancelled`](crate::Outcome::Cancelled) and was awaited to its end.
@@ -44,8 +46,9 @@ pub enum CancelError<X, E> {
     },
     /// The exit bound ([`CancelOn::abandon_exit_on`](crate::CancelOn::abandon_exit_on)) was
     /// ready while exit ran: the exit future was dropped before it finished. What that leaves
-    /// is whatever the exit future's `Drop` does; `cancel` does not run (exit had the
-    /// resource). A value the body had returned is dropped.
+    /// is whatever the exit future's `Drop` does; `cancel` does not run for a resource whose
+    /// exit had begun (a group's exit future cancels the members whose exits had not). A value
+    /// the body had returned is dropped.
     ExitAbandoned {
         /// The body's error, if the body failed before exit began.
         body: Option<E>,
