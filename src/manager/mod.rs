@@ -220,9 +220,10 @@ pub trait AsyncExit<R> {
     ///
     /// It is called from a destructor, which cannot await: this is the place for a
     /// synchronous best effort (stop a DMA channel, mark a connection broken, roll back
-    /// locally). The default drops the resource. What each phase runs when dropped, and why
-    /// Rust cannot await here as Python does: [`WithFuture`'s
-    /// `# Cancellation`](WithFuture#cancellation).
+    /// locally). The default drops the resource. It does not run when a stop signal ends the
+    /// body ([`cancel_on`](WithFuture::cancel_on)): exit runs then, seeing
+    /// [`Outcome::Cancelled`]. What each phase runs, both ways: the crate docs'
+    /// [Cancellation](crate#cancellation).
     fn cancel(self, resource: R)
     where
         Self: Sized,

@@ -42,8 +42,9 @@ use self::state::{Ended, Finished, State};
 /// resource type must outlive it, and it is the lifetime given to the body's borrow of the
 /// resource. To spawn the future (`tokio::spawn`), `'a` must be `'static`, so the manager,
 /// the resource and the body must borrow nothing; see
-/// [`WithFuture`'s `'a`](WithFuture#the-lifetime-a). What dropping the future does is in
-/// [`WithFuture`'s `# Cancellation`](WithFuture#cancellation).
+/// [`WithFuture`'s `'a`](WithFuture#the-lifetime-a). What dropping the future does, and how
+/// [`cancel_on`](WithFuture::cancel_on) stops it gracefully instead, is in the crate docs'
+/// [Cancellation](crate#cancellation).
 ///
 /// # Examples
 ///
