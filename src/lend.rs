@@ -46,6 +46,7 @@ use core::cell::UnsafeCell;
 use core::future::Future;
 use core::marker::{PhantomData, PhantomPinned};
 use core::mem::MaybeUninit;
+use core::ptr::NonNull;
 use core::pin::Pin;
 use core::task::{Context, Poll};
 
@@ -256,4 +257,290 @@ impl<V, K, F: Future> Lend<V, K, F> {
 #[inline(never)]
 pub(crate) fn unreachable_phase() -> ! {
     panic!("`WithFuture` polled again after a panic escaped an earlier `poll`")
+}
+
+// One-function managers (`crate::scoped`): the closure's future and the slot it lends through.
+//
+// A one-function manager is an async closure that sets up, lends the resource through a slot
+// (`Scope::lend`), and tears down once the lend returns. Its future lives in a [`ScopeCell`]
+// from setup to teardown; the [`crate::ScopedWith`] that owns the cell drives it through a
+// private manager whose enter future, exit handle and exit future ([`Teardown`]) reach the cell
+// through a [`CellRef`]. The resource itself is moved, never borrowed across the boundary: the
+// closure's lend future moves it into the slot, the enter future moves it out (into the
+// `WithFuture` state, where the body borrows it as for any manager), and exit moves it back
+// together with the outcome. The invariants, in addition to 1–5 above:
+//
+// 6. A `ScopeCell` is pinned inside a `ScopedWith`, beside the `WithFuture` (field `inner`) that
+//    holds every `CellRef` to it; `inner` is declared first, so it is dropped first, and no
+//    `CellRef` is used once it is gone. A `CellRef` is made only by `ScopedWith::poll` (from the
+//    pinned cell) and moves, never copied, from the manager to its enter future, to the exit
+//    handle, to the `Teardown`: one holder at a time, each used only inside `inner`'s `poll` and
+//    `drop`, while nothing else borrows the cell (`ScopedWith::poll` holds `&mut` to both
+//    fields and lends `inner` only). `&mut` to the `!Unpin` cell does not claim uniqueness
+//    (invariant 1), so the cell's pointer stays valid across polls.
+// 7. A `SlotRef` exists only inside the closure's future, which the cell owns: the closure gets
+//    it inside `Scope<'s, R>`, for every `'s` (a higher-ranked bound), and its output cannot
+//    name `'s`, so neither the scope nor its lend future can leave the future (a `'static`
+//    place, a capture, the output) or outlive it. The future is dropped before the slot
+//    (`drop_future` empties the cell first; field order otherwise). The slot is touched by the
+//    closure's future only while it is polled or dropped, and by the cell's owner only between
+//    those polls: never at the same time (`Scope` is `Send` but not `Sync`, and a thread that
+//    borrows it must be joined before the poll that started it returns).
+// 8. The outcome given back to the closure borrows the body's value, kept in the `WithFuture`'s
+//    exit phase, which outlives the exit future. The exit future is a `Teardown`, which drops the
+//    closure's future (if it is still running) in its own `Drop`, so the future never outlives
+//    the outcome it may hold. A `Teardown` is never leaked apart from the `ScopedWith` around it
+//    (it lives in `inner`'s state); leaking the whole `ScopedWith` leaks the value it borrows too.
+
+/// What the slot between the closure and the `with` holds.
+enum Slot<R> {
+    /// Nothing lent yet.
+    Empty,
+    /// The lend future has moved the resource in; the enter future takes it.
+    Offered(R),
+    /// The resource is with the body.
+    Lent,
+    /// Exit has moved the resource back with the outcome; the lend future takes both.
+    Returned(R, Outcome<'static>),
+    /// The lend is over (returned, withdrawn, or the closure's future is gone).
+    Closed,
+}
+
+/// A one-function manager's closure future `F` and the slot for its resource `R`.
+pub(crate) struct ScopeCell<R, F> {
+    /// The closure's future: `Idle` before it is started, `Taken` once it finished or was
+    /// dropped. Declared before the slot: dropped before it (invariant 7).
+    future: UnsafeCell<Phase<F>>,
+    slot: UnsafeCell<Slot<R>>,
+    _pinned: PhantomPinned,
+}
+
+impl<R, F> ScopeCell<R, F> {
+    #[inline]
+    pub(crate) fn new() -> Self {
+        ScopeCell {
+            future: UnsafeCell::new(Phase::Idle),
+            slot: UnsafeCell::new(Slot::Empty),
+            _pinned: PhantomPinned,
+        }
+    }
+
+    /// A pointer for the manager that drives this cell (invariant 6).
+    #[inline]
+    pub(crate) fn pointer(self: Pin<&mut Self>) -> CellRef<R, F> {
+        // SAFETY: nothing is moved; the pointer is only used while the cell stays pinned.
+        let this = unsafe { self.get_unchecked_mut() };
+        CellRef(NonNull::from(this))
+    }
+
+    /// Whether the closure's future has been started and has not finished.
+    pub(crate) fn is_running(&self) -> bool {
+        // SAFETY: a shared look at the tag; the owner calls this between polls (invariant 6).
+        matches!(unsafe { &*self.future.get() }, Phase::Running(_))
+    }
+}
+
+/// The pointer from a one-function manager's enter future, exit handle and exit future to the
+/// cell (invariant 6).
+pub(crate) struct CellRef<R, F>(NonNull<ScopeCell<R, F>>);
+
+// SAFETY: a `CellRef` moves between threads only together with the cell it points to (both
+// are inside one `ScopedWith`), and it reaches only `R` and `F` through it.
+unsafe impl<R: Send, F: Send> Send for CellRef<R, F> {}
+
+impl<R, F> CellRef<R, F> {
+    /// The cell's future and slot as raw pointers (never as references to the whole cell).
+    #[inline]
+    fn parts(&self) -> (*mut Phase<F>, *mut Slot<R>) {
+        // SAFETY: the cell is alive and pinned while a `CellRef` is used (invariant 6); only
+        // field addresses are taken, no reference to the cell.
+        unsafe {
+            let cell = self.0.as_ptr();
+            (
+                UnsafeCell::raw_get(core::ptr::addr_of!((*cell).future)),
+                UnsafeCell::raw_get(core::ptr::addr_of!((*cell).slot)),
+            )
+        }
+    }
+
+    /// Moves the resource out of the slot if the closure has offered it, and marks it lent.
+    #[inline]
+    pub(crate) fn take_offered(&self) -> Option<R> {
+        let (_, slot) = self.parts();
+        // SAFETY: called between polls of the closure's future, so nothing else touches the
+        // slot (invariant 7).
+        let slot = unsafe { &mut *slot };
+        match core::mem::replace(slot, Slot::Lent) {
+            Slot::Offered(resource) => Some(resource),
+            other => {
+                *slot = other;
+                None
+            }
+        }
+    }
+
+    /// Drops the closure's future, if it is running, then empties the slot.
+    pub(crate) fn drop_future(&self) {
+        let (future, slot) = self.parts();
+        // SAFETY: only the owner reaches the future's place (invariant 6). The assignment drops
+        // the future in place and writes `Taken`, also when the destructor panics.
+        unsafe { *future = Phase::Taken };
+        // SAFETY: the closure's future is gone, so nothing else refers to the slot
+        // (invariant 7). What it held is dropped after the cell no longer refers to it.
+        let left = core::mem::replace(unsafe { &mut *slot }, Slot::Closed);
+        drop(left);
+    }
+}
+
+impl<R, F: Future> CellRef<R, F> {
+    /// Starts the closure's future: `make` receives the pointer to the slot.
+    ///
+    /// # Panics
+    ///
+    /// If it was started before (an internal invariant).
+    #[inline]
+    pub(crate) fn start(&self, make: impl FnOnce(SlotRef<R>) -> F) {
+        let (future, slot) = self.parts();
+        // SAFETY: the closure's future does not exist yet, so nothing else refers to its
+        // place (invariant 6); the write drops only the `Idle` tag.
+        let phase = unsafe { &mut *future };
+        if !matches!(phase, Phase::Idle) {
+            unreachable_phase()
+        }
+        // SAFETY: `slot` points into the pinned cell, which outlives the future (invariant 7).
+        let slot = SlotRef(unsafe { NonNull::new_unchecked(slot) });
+        *phase = Phase::Running(make(slot));
+    }
+
+    /// Polls the closure's future; drops it as soon as it completes.
+    ///
+    /// # Panics
+    ///
+    /// If it is not running (an internal invariant, or polled again after a panic).
+    #[inline]
+    pub(crate) fn poll(&self, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let (future, _) = self.parts();
+        // SAFETY: only the owner's `poll` and `drop` reach the future's place, one at a time
+        // (invariant 6); the future is pinned inside the cell and only dropped in place.
+        let phase = unsafe { &mut *future };
+        let Phase::Running(running) = phase else {
+            unreachable_phase()
+        };
+        // SAFETY: the future lives in the pinned cell and is never moved, only dropped in
+        // place: by the assignment below or by `drop_future`.
+        let output = core::task::ready!(unsafe { Pin::new_unchecked(running) }.poll(cx));
+        *phase = Phase::Taken;
+        Poll::Ready(output)
+    }
+}
+
+/// The pointer from the closure's scope handle and its lend future to the slot (invariant 7).
+pub(crate) struct SlotRef<R>(NonNull<Slot<R>>);
+
+// SAFETY: the slot is reached only while the closure's future is polled or dropped, never at
+// the same time as its owner (invariant 7); moving the pointer to another thread moves access
+// to `R` and to an outcome, which is `Send` (its error is `Sync`).
+unsafe impl<R: Send> Send for SlotRef<R> {}
+
+impl<R> SlotRef<R> {
+    #[inline]
+    fn slot(&mut self) -> &mut Slot<R> {
+        // SAFETY: the slot outlives this pointer's holders, and nothing else touches it while
+        // the closure's future is polled or dropped (invariant 7); the reference lasts for one
+        // method of this type, which does not call out while it holds it.
+        unsafe { self.0.as_mut() }
+    }
+
+    /// Offers the resource: the body starts when the closure's future next returns `Pending`.
+    /// `Err` gives it back if something was lent through this slot before.
+    #[inline]
+    pub(crate) fn offer(&mut self, resource: R) -> Result<(), R> {
+        let slot = self.slot();
+        if !matches!(slot, Slot::Empty) {
+            return Err(resource);
+        }
+        *slot = Slot::Offered(resource);
+        Ok(())
+    }
+
+    /// The resource and the outcome, once exit has returned them.
+    #[inline]
+    pub(crate) fn take_back(&mut self) -> Option<(R, Outcome<'static>)> {
+        let slot = self.slot();
+        match core::mem::replace(slot, Slot::Closed) {
+            Slot::Returned(resource, outcome) => Some((resource, outcome)),
+            other => {
+                *slot = other;
+                None
+            }
+        }
+    }
+
+    /// Takes back a resource offered or returned but not yet taken (the lend future is dropped).
+    pub(crate) fn withdraw(&mut self) -> Option<R> {
+        let slot = self.slot();
+        match core::mem::replace(slot, Slot::Closed) {
+            Slot::Offered(resource) | Slot::Returned(resource, _) => Some(resource),
+            other => {
+                *slot = other;
+                None
+            }
+        }
+    }
+}
+
+/// The exit future of a one-function manager: gives the resource and the outcome back to the
+/// closure, then polls its future through teardown.
+pub(crate) struct Teardown<'o, R, F> {
+    cell: CellRef<R, F>,
+    /// What goes back to the closure on the first poll.
+    returning: Option<(R, Outcome<'o>)>,
+}
+
+// Nothing in it is pinned: the closure's future lives in the cell.
+impl<R, F> Unpin for Teardown<'_, R, F> {}
+
+impl<'o, R, F: Future> Teardown<'o, R, F> {
+    #[inline]
+    pub(crate) fn new(cell: CellRef<R, F>, resource: R, outcome: Outcome<'o>) -> Self {
+        Teardown {
+            cell,
+            returning: Some((resource, outcome)),
+        }
+    }
+}
+
+impl<R, F: Future> Future for Teardown<'_, R, F> {
+    type Output = F::Output;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.get_mut();
+        if let Some((resource, outcome)) = this.returning.take() {
+            let (_, slot) = this.cell.parts();
+            // The outcome borrows the body's value for `'o`; the closure's future that gets it
+            // is dropped before this `Teardown` is (its `Drop`), so before `'o` ends (invariant
+            // 8).
+            // SAFETY: the two types differ only in the outcome's lifetime, and the borrow lasts
+            // as long as anything that can read it, by the invariant just named.
+            let outcome = unsafe { core::mem::transmute::<Outcome<'_>, Outcome<'static>>(outcome) };
+            // SAFETY: between polls of the closure's future: nothing else touches the slot
+            // (invariant 7).
+            let slot = unsafe { &mut *slot };
+            *slot = Slot::Returned(resource, outcome);
+        }
+        let output = core::task::ready!(this.cell.poll(cx));
+        // Whatever the closure did not take back is dropped now.
+        this.cell.drop_future();
+        Poll::Ready(output)
+    }
+}
+
+impl<R, F> Drop for Teardown<'_, R, F> {
+    fn drop(&mut self) {
+        // The resource first (as when the `with` is dropped mid-body), then the closure's future:
+        // it must not outlive the outcome (invariant 8).
+        drop(self.returning.take());
+        self.cell.drop_future();
+    }
 }

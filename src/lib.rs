@@ -325,6 +325,7 @@ mod lend;
 mod manager;
 mod outcome;
 mod output;
+pub mod scoped;
 #[cfg(feature = "alloc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
 pub mod stack;
@@ -342,6 +343,7 @@ pub use crate::manager::send::SendManager;
 pub use crate::manager::{AsyncEnter, AsyncExit};
 pub use crate::outcome::{Failure, Outcome, Status};
 pub use crate::output::{BodyOutput, Value};
+pub use crate::scoped::{Lending, Scope, ScopeFn, Scoped, ScopedCancelOn, ScopedWith, scoped};
 #[cfg(feature = "alloc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
 pub use crate::stack::{CloseErrors, ExitStack, SendExitStack};

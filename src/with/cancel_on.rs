@@ -291,6 +291,19 @@ fn finish<T, E, X>(finished: Finished<T, E, X, ()>) -> Result<T, CancelError<X, 
     }
 }
 
+impl<'a, M, B, S, G> CancelOn<'a, M, B, S, G>
+where
+    M: AsyncEnter,
+    M::Resource: 'a,
+    B: Body<'a, M::Resource>,
+{
+    /// The manager, until the first poll enters it.
+    #[inline]
+    pub(crate) fn unstarted(self: Pin<&mut Self>) -> Option<&mut M> {
+        self.project().state.unstarted()
+    }
+}
+
 impl<'a, M, B, S, G> FusedFuture for CancelOn<'a, M, B, S, G>
 where
     M: AsyncEnter,

@@ -506,6 +506,27 @@ where
     }
 }
 
+impl<'a, M, B> WithFuture<'a, M, B>
+where
+    M: AsyncEnter,
+    M::Resource: 'a,
+    B: Body<'a, M::Resource>,
+{
+    /// The manager, until the first poll enters it.
+    #[inline]
+    pub(crate) fn unstarted(self: Pin<&mut Self>) -> Option<&mut M> {
+        self.project().state.unstarted()
+    }
+
+    /// A `with` of `manager` and a body already known not to borrow its resource in its output.
+    #[inline]
+    pub(crate) fn from_parts(manager: M, body: Unborrowing<M::Resource, B>) -> Self {
+        WithFuture {
+            state: State::new(manager, body),
+        }
+    }
+}
+
 impl<'a, M, B> FusedFuture for WithFuture<'a, M, B>
 where
     M: AsyncEnter,

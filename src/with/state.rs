@@ -78,6 +78,16 @@ where
         }
     }
 
+    /// The manager, before the first poll takes it (for a manager that needs to be told where
+    /// its future lives: [`crate::ScopedWith`]).
+    #[inline]
+    pub(crate) fn unstarted(self: Pin<&mut Self>) -> Option<&mut M> {
+        match self.project() {
+            StateProj::Start { manager, .. } => Some(manager),
+            _ => None,
+        }
+    }
+
     /// The phase's name, for `Debug`.
     pub(crate) fn phase(&self) -> &'static str {
         match self {

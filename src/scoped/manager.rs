@@ -1,0 +1,156 @@
+//! The private manager a [`ScopedWith`](crate::ScopedWith) drives its closure with: its enter
+//! future runs the closure up to the lend, its exit handle gives the resource back, and its
+//! exit future ([`Teardown`]) runs the closure to the end.
+
+use core::future::Future;
+use core::pin::Pin;
+use core::task::{Context, Poll};
+
+use super::ScopeFn;
+use super::scope::Scope;
+use crate::lend::{CellRef, Teardown};
+use crate::manager::{AsyncEnter, AsyncExit};
+use crate::outcome::Outcome;
+
+/// The closure's future, started with the `'static` scope the cell's type names (the closure
+/// works for every `'s`, so it cannot tell).
+pub(crate) type ScopeFuture<R, C> = <C as ScopeFn<'static, R>>::Future;
+
+/// The manager: the closure, and where its future will live (set by `ScopedWith::poll` before
+/// the first poll enters it).
+pub(crate) struct ScopeManager<R, C: ScopeFn<'static, R>> {
+    pub(crate) cell: Option<CellRef<R, ScopeFuture<R, C>>>,
+    closure: C,
+}
+
+impl<R, C: ScopeFn<'static, R>> ScopeManager<R, C> {
+    #[inline]
+    pub(crate) fn new(closure: C) -> Self {
+        ScopeManager {
+            cell: None,
+            closure,
+        }
+    }
+}
+
+impl<R, C: ScopeFn<'static, R>> AsyncEnter for ScopeManager<R, C> {
+    type Resource = R;
+    type Error = C::Error;
+    type Exit = ScopeExit<R, ScopeFuture<R, C>>;
+    type Enter = ScopeEnter<R, C>;
+
+    #[inline]
+    fn enter(self) -> ScopeEnter<R, C> {
+        ScopeEnter {
+            cell: self.cell,
+            closure: Some(self.closure),
+        }
+    }
+}
+
+/// Runs the closure until it lends the resource (or fails, or returns without lending).
+pub(crate) struct ScopeEnter<R, C: ScopeFn<'static, R>> {
+    /// Handed to the exit handle once the resource is lent.
+    cell: Option<CellRef<R, ScopeFuture<R, C>>>,
+    /// Until the first poll calls it.
+    closure: Option<C>,
+}
+
+// Nothing in it is pinned: the closure's future lives in the cell.
+impl<R, C: ScopeFn<'static, R>> Unpin for ScopeEnter<R, C> {}
+
+impl<R, C: ScopeFn<'static, R>> Future for ScopeEnter<R, C> {
+    type Output = Result<(R, ScopeExit<R, ScopeFuture<R, C>>), C::Error>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let Some(cell) = &this.cell else {
+            enter_polled_after_completion()
+        };
+        if let Some(closure) = this.closure.take() {
+            cell.start(|slot| closure.call(Scope::new(slot)));
+        }
+        match cell.poll(cx) {
+            Poll::Ready(Err(error)) => {
+                // The closure's future is gone; a resource it offered and leaked goes with the
+                // cell.
+                this.cell = None;
+                Poll::Ready(Err(error))
+            }
+            Poll::Ready(Ok(())) => returned_without_lending(),
+            Poll::Pending => match cell.take_offered() {
+                Some(resource) => {
+                    let cell = this.cell.take();
+                    Poll::Ready(Ok((resource, ScopeExit { cell })))
+                }
+                None => Poll::Pending,
+            },
+        }
+    }
+}
+
+impl<R, C: ScopeFn<'static, R>> Drop for ScopeEnter<R, C> {
+    fn drop(&mut self) {
+        // Dropped mid-setup: the closure's future goes now, with its locals.
+        if let Some(cell) = &self.cell {
+            cell.drop_future();
+        }
+    }
+}
+
+/// Gives the resource back to the closure, with the outcome, for teardown.
+pub(crate) struct ScopeExit<R, F> {
+    cell: Option<CellRef<R, F>>,
+}
+
+impl<R, F, X> AsyncExit<R> for ScopeExit<R, F>
+where
+    F: Future<Output = Result<(), X>>,
+{
+    type Error = X;
+    type Future<'o> = Teardown<'o, R, F>;
+
+    #[inline]
+    fn exit<'o>(mut self, resource: R, outcome: Outcome<'o>) -> Teardown<'o, R, F> {
+        let Some(cell) = self.cell.take() else {
+            enter_polled_after_completion()
+        };
+        Teardown::new(cell, resource, outcome)
+    }
+
+    fn cancel(mut self, resource: R) {
+        // The resource first, then the closure's future with its locals: the order in which
+        // the closure's own future would drop them, suspended at the lend.
+        drop(resource);
+        if let Some(cell) = self.cell.take() {
+            cell.drop_future();
+        }
+    }
+}
+
+impl<R, F> Drop for ScopeExit<R, F> {
+    fn drop(&mut self) {
+        // Only reached if neither `exit` nor `cancel` ran (a panic on the way): the closure's
+        // future goes all the same.
+        if let Some(cell) = self.cell.take() {
+            cell.drop_future();
+        }
+    }
+}
+
+/// The panic of a closure that finished without lending.
+#[cold]
+#[inline(never)]
+fn returned_without_lending() -> ! {
+    panic!(
+        "the closure of `scoped` returned `Ok` without lending a resource \
+         (`scope.lend(resource).await`)"
+    )
+}
+
+#[cold]
+#[inline(never)]
+fn enter_polled_after_completion() -> ! {
+    crate::lend::unreachable_phase()
+}
