@@ -491,26 +491,37 @@ impl<R> SlotRef<R> {
 
 /// The exit future of a one-function manager: gives the resource and the outcome back to the
 /// closure, then polls its future through teardown.
-pub(crate) struct Teardown<'o, R, F> {
+///
+/// `K` owns the cell (a [`BoxedCell`]: dropped after the closure's future, it frees it), or is
+/// `()` when a `ScopedWith` holds the cell.
+pub(crate) struct Teardown<'o, R, F, K> {
     cell: CellRef<R, F>,
     /// What goes back to the closure on the first poll.
     returning: Option<(R, Outcome<'o>)>,
+    /// Declared last: dropped after `Drop::drop` has dropped the closure's future.
+    _owner: Option<K>,
 }
 
 // Nothing in it is pinned: the closure's future lives in the cell.
-impl<R, F> Unpin for Teardown<'_, R, F> {}
+impl<R, F, K> Unpin for Teardown<'_, R, F, K> {}
 
-impl<'o, R, F: Future> Teardown<'o, R, F> {
+impl<'o, R, F: Future, K> Teardown<'o, R, F, K> {
     #[inline]
-    pub(crate) fn new(cell: CellRef<R, F>, resource: R, outcome: Outcome<'o>) -> Self {
+    pub(crate) fn new(
+        cell: CellRef<R, F>,
+        resource: R,
+        outcome: Outcome<'o>,
+        owner: Option<K>,
+    ) -> Self {
         Teardown {
             cell,
             returning: Some((resource, outcome)),
+            _owner: owner,
         }
     }
 }
 
-impl<R, F: Future> Future for Teardown<'_, R, F> {
+impl<R, F: Future, K> Future for Teardown<'_, R, F, K> {
     type Output = F::Output;
 
     #[inline]
@@ -536,11 +547,50 @@ impl<R, F: Future> Future for Teardown<'_, R, F> {
     }
 }
 
-impl<R, F> Drop for Teardown<'_, R, F> {
+impl<R, F, K> Drop for Teardown<'_, R, F, K> {
     fn drop(&mut self) {
         // The resource first (as when the `with` is dropped mid-body), then the closure's future:
         // it must not outlive the outcome (invariant 8).
         drop(self.returning.take());
         self.cell.drop_future();
+    }
+}
+
+/// A cell on the heap (feature `alloc`), for a [`crate::Scoped`] used as a manager: owned
+/// through its pointer, so that moving the owner never moves or retags the cell (invariant 6'
+/// below), and freed when the owner is dropped.
+///
+/// 6'. Without a `ScopedWith`, the pieces own the cell: the `BoxedCell` travels with the
+///     `CellRef` made from it (enter future, then exit handle, then exit future), and each of
+///     them drops the closure's future before the `BoxedCell` (its last field), which frees
+///     the cell. Leaking a piece leaks the cell with the future inside, never dropped.
+#[cfg(feature = "alloc")]
+pub(crate) struct BoxedCell<R, F>(NonNull<ScopeCell<R, F>>);
+
+// SAFETY: it owns the cell as a `Box` would; the cell holds an `R`, an `F` and an outcome
+// (`Send`, its error is `Sync`).
+#[cfg(feature = "alloc")]
+unsafe impl<R: Send, F: Send> Send for BoxedCell<R, F> {}
+
+#[cfg(feature = "alloc")]
+impl<R, F> BoxedCell<R, F> {
+    pub(crate) fn new() -> Self {
+        let cell = alloc::boxed::Box::new(ScopeCell::new());
+        BoxedCell(NonNull::from(alloc::boxed::Box::leak(cell)))
+    }
+
+    /// The pointer the pieces use; valid until this owner is dropped (invariant 6').
+    pub(crate) fn pointer(&self) -> CellRef<R, F> {
+        CellRef(self.0)
+    }
+}
+
+#[cfg(feature = "alloc")]
+impl<R, F> Drop for BoxedCell<R, F> {
+    fn drop(&mut self) {
+        // SAFETY: the pointer came from `Box::leak` in `new` and is freed only here; the
+        // closure's future was dropped by the piece that owns this (invariant 6'), and no
+        // `CellRef` is used after it.
+        drop(unsafe { alloc::boxed::Box::from_raw(self.0.as_ptr()) });
     }
 }

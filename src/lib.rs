@@ -345,6 +345,8 @@ pub use crate::outcome::{Failure, Outcome, Status};
 pub use crate::output::{BodyOutput, Value};
 pub use crate::scoped::{Lending, Scope, ScopeFn, Scoped, ScopedCancelOn, ScopedWith, scoped};
 #[cfg(feature = "alloc")]
+pub use crate::scoped::{ScopedEnter, ScopedExit, ScopedTeardown};
+#[cfg(feature = "alloc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
 pub use crate::stack::{CloseErrors, ExitStack, SendExitStack};
 pub use crate::with::{CancelError, CancelOn, WithFuture, with};

@@ -461,3 +461,87 @@ fn debug_shows_the_phases() {
     assert_eq!(poll_to_end(with.as_mut()), Ok(()));
     assert!(futures_util::future::FusedFuture::is_terminated(&*with));
 }
+
+/// A library's manager, the way a crate would return one: a ledger entry that is kept only if
+/// the body succeeds, with the body's error written beside it otherwise.
+fn ledger_entry(
+    ledger: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) -> async_with::Scoped<Vec<u32>, impl for<'s> async_with::ScopeFn<'s, Vec<u32>, Error = &'static str, Future: Send> + Send>
+{
+    scoped(async move |scope| {
+        let opened = ledger.lock().unwrap().len(); // a local of setup, used in teardown
+        let (entry, outcome) = scope.lend(Vec::new()).await;
+        // The outcome is held across an await that may resume on another thread.
+        yield_once().await;
+        let line = match outcome.error::<BodyError>() {
+            Some(error) => format!("#{opened} rolled back: {error:?}"),
+            None => format!("#{opened} kept {entry:?}"),
+        };
+        ledger.lock().unwrap().push(line);
+        Ok(())
+    })
+}
+
+/// `Pending` once (waking), then ready: a `Send` [`Yield`].
+fn yield_once() -> impl Future<Output = ()> + Send {
+    let mut yielded = false;
+    std::future::poll_fn(move |cx| {
+        if yielded {
+            return Poll::Ready(());
+        }
+        yielded = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    })
+}
+
+#[test]
+fn a_library_returns_one_and_its_future_is_send() {
+    fn assert_send<T: Send>(_: &T) {}
+    let ledger = std::sync::Arc::default();
+    let with = ledger_entry(std::sync::Arc::clone(&ledger)).with(async |entry| {
+        entry.push(1);
+        Ok::<_, BodyError>(())
+    });
+    assert_send(&with);
+    assert_eq!(run(with).0, Ok(()));
+    assert_eq!(*ledger.lock().unwrap(), ["#0 kept [1]"]);
+}
+
+#[cfg(not(miri))]
+#[test]
+fn spawned_on_a_multi_thread_tokio_runtime() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    let ledger = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    runtime.block_on(async {
+        let mut tasks = Vec::new();
+        for i in 0..8u32 {
+            let ledger = std::sync::Arc::clone(&ledger);
+            tasks.push(tokio::spawn(async move {
+                ledger_entry(ledger)
+                    .with(async move |entry| {
+                        tokio::task::yield_now().await;
+                        entry.push(i);
+                        if i % 2 == 0 { Ok(i) } else { Err(BodyError(i)) }
+                    })
+                    .await
+            }));
+        }
+        for (i, task) in tasks.into_iter().enumerate() {
+            let result = task.await.unwrap();
+            let i = i as u32;
+            if i % 2 == 0 {
+                assert_eq!(result, Ok(i));
+            } else {
+                assert_eq!(result, Err(Error::Body(BodyError(i))));
+            }
+        }
+    });
+    let ledger = ledger.lock().unwrap();
+    assert_eq!(ledger.len(), 8);
+    assert_eq!(ledger.iter().filter(|l| l.contains("rolled back: BodyError(")).count(), 4);
+    assert_eq!(ledger.iter().filter(|l| l.contains("kept [")).count(), 4);
+}

@@ -6,8 +6,8 @@ use core::future::Future;
 use core::pin::Pin;
 use core::task::{Context, Poll};
 
-use super::ScopeFn;
 use super::scope::Scope;
+use super::ScopeFn;
 use crate::lend::{CellRef, Teardown};
 use crate::manager::{AsyncEnter, AsyncExit};
 use crate::outcome::Outcome;
@@ -23,6 +23,18 @@ pub(crate) struct ScopeManager<R, C: ScopeFn<'static, R>> {
     closure: C,
 }
 
+impl<R, C: ScopeFn<'static, R>, K> ScopeEnter<R, C, K> {
+    /// An enter future for the cell behind `cell`, owned by `owner` (if not by a `ScopedWith`).
+    #[inline]
+    pub(crate) fn new(cell: CellRef<R, ScopeFuture<R, C>>, closure: C, owner: K) -> Self {
+        ScopeEnter {
+            cell: Some(cell),
+            closure: Some(closure),
+            owner: Some(owner),
+        }
+    }
+}
+
 impl<R, C: ScopeFn<'static, R>> ScopeManager<R, C> {
     #[inline]
     pub(crate) fn new(closure: C) -> Self {
@@ -36,31 +48,37 @@ impl<R, C: ScopeFn<'static, R>> ScopeManager<R, C> {
 impl<R, C: ScopeFn<'static, R>> AsyncEnter for ScopeManager<R, C> {
     type Resource = R;
     type Error = C::Error;
-    type Exit = ScopeExit<R, ScopeFuture<R, C>>;
-    type Enter = ScopeEnter<R, C>;
+    type Exit = ScopeExit<R, ScopeFuture<R, C>, ()>;
+    type Enter = ScopeEnter<R, C, ()>;
 
     #[inline]
-    fn enter(self) -> ScopeEnter<R, C> {
-        ScopeEnter {
-            cell: self.cell,
-            closure: Some(self.closure),
-        }
+    fn enter(self) -> ScopeEnter<R, C, ()> {
+        // `ScopedWith::poll` sets the pointer before the first poll enters.
+        let Some(cell) = self.cell else {
+            crate::lend::unreachable_phase()
+        };
+        ScopeEnter::new(cell, self.closure, ())
     }
 }
 
 /// Runs the closure until it lends the resource (or fails, or returns without lending).
-pub(crate) struct ScopeEnter<R, C: ScopeFn<'static, R>> {
+///
+/// `K` owns the cell (a [`BoxedCell`]) or is `()` when a `ScopedWith` holds it; it goes to the
+/// exit handle with the pointer, and is dropped after the closure's future.
+pub(crate) struct ScopeEnter<R, C: ScopeFn<'static, R>, K> {
     /// Handed to the exit handle once the resource is lent.
     cell: Option<CellRef<R, ScopeFuture<R, C>>>,
     /// Until the first poll calls it.
     closure: Option<C>,
+    /// Moves to the exit handle with `cell`.
+    owner: Option<K>,
 }
 
 // Nothing in it is pinned: the closure's future lives in the cell.
-impl<R, C: ScopeFn<'static, R>> Unpin for ScopeEnter<R, C> {}
+impl<R, C: ScopeFn<'static, R>, K> Unpin for ScopeEnter<R, C, K> {}
 
-impl<R, C: ScopeFn<'static, R>> Future for ScopeEnter<R, C> {
-    type Output = Result<(R, ScopeExit<R, ScopeFuture<R, C>>), C::Error>;
+impl<R, C: ScopeFn<'static, R>, K> Future for ScopeEnter<R, C, K> {
+    type Output = Result<(R, ScopeExit<R, ScopeFuture<R, C>, K>), C::Error>;
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -82,7 +100,8 @@ impl<R, C: ScopeFn<'static, R>> Future for ScopeEnter<R, C> {
             Poll::Pending => match cell.take_offered() {
                 Some(resource) => {
                     let cell = this.cell.take();
-                    Poll::Ready(Ok((resource, ScopeExit { cell })))
+                    let owner = this.owner.take();
+                    Poll::Ready(Ok((resource, ScopeExit { cell, owner })))
                 }
                 None => Poll::Pending,
             },
@@ -90,7 +109,7 @@ impl<R, C: ScopeFn<'static, R>> Future for ScopeEnter<R, C> {
     }
 }
 
-impl<R, C: ScopeFn<'static, R>> Drop for ScopeEnter<R, C> {
+impl<R, C: ScopeFn<'static, R>, K> Drop for ScopeEnter<R, C, K> {
     fn drop(&mut self) {
         // Dropped mid-setup: the closure's future goes now, with its locals.
         if let Some(cell) = &self.cell {
@@ -100,23 +119,25 @@ impl<R, C: ScopeFn<'static, R>> Drop for ScopeEnter<R, C> {
 }
 
 /// Gives the resource back to the closure, with the outcome, for teardown.
-pub(crate) struct ScopeExit<R, F> {
+pub(crate) struct ScopeExit<R, F, K> {
     cell: Option<CellRef<R, F>>,
+    /// Moves to the exit future with `cell`.
+    owner: Option<K>,
 }
 
-impl<R, F, X> AsyncExit<R> for ScopeExit<R, F>
+impl<R, F, X, K> AsyncExit<R> for ScopeExit<R, F, K>
 where
     F: Future<Output = Result<(), X>>,
 {
     type Error = X;
-    type Future<'o> = Teardown<'o, R, F>;
+    type Future<'o> = Teardown<'o, R, F, K>;
 
     #[inline]
-    fn exit<'o>(mut self, resource: R, outcome: Outcome<'o>) -> Teardown<'o, R, F> {
+    fn exit<'o>(mut self, resource: R, outcome: Outcome<'o>) -> Teardown<'o, R, F, K> {
         let Some(cell) = self.cell.take() else {
             enter_polled_after_completion()
         };
-        Teardown::new(cell, resource, outcome)
+        Teardown::new(cell, resource, outcome, self.owner.take())
     }
 
     fn cancel(mut self, resource: R) {
@@ -129,7 +150,7 @@ where
     }
 }
 
-impl<R, F> Drop for ScopeExit<R, F> {
+impl<R, F, K> Drop for ScopeExit<R, F, K> {
     fn drop(&mut self) {
         // Only reached if neither `exit` nor `cancel` ran (a panic on the way): the closure's
         // future goes all the same.

@@ -70,6 +70,8 @@
 //! body borrows it, and the body never sees a resource that moved: it borrows it inside the
 //! `with`'s state, where it stays until the body's future is gone.
 
+#[cfg(feature = "alloc")]
+mod boxed;
 mod cancel_on;
 pub(crate) mod manager;
 mod scope;
@@ -78,6 +80,8 @@ mod with;
 use core::fmt;
 use core::future::Future;
 
+#[cfg(feature = "alloc")]
+pub use self::boxed::{ScopedEnter, ScopedExit, ScopedTeardown};
 pub use self::cancel_on::ScopedCancelOn;
 pub use self::scope::{Lending, Scope};
 pub use self::with::ScopedWith;
@@ -184,9 +188,9 @@ impl<R, C> Scoped<R, C> {
     /// then teardown, which sees how the body ended. The arguments are those of
     /// [`with`](crate::with)'s body.
     #[inline]
-    pub fn with<'a, B, O, T, E>(self, body: B) -> ScopedWith<'a, R, C, B>
+    pub fn with<'a, B, O, T, E, X>(self, body: B) -> ScopedWith<'a, R, C, B>
     where
-        C: for<'s> ScopeFn<'s, R>,
+        C: for<'s> ScopeFn<'s, R, Error = X>,
         R: 'a,
         B: AsyncFnOnce(&mut R) -> O,
         O: BodyOutput<Ok = T, Err = E>,

@@ -20,6 +20,34 @@ use crate::outcome::Outcome;
 /// future; it cannot store them anywhere that outlives it, or return them.
 ///
 /// `Send` when the resource is, so the closure's future can be spawned; never `Sync`.
+///
+/// Lending twice does not compile (the first `lend` moved the scope):
+///
+/// ```compile_fail,E0382
+/// # futures_executor::block_on(async {
+/// let _ = async_with::scoped(async |scope| {
+///     let _ = scope.lend(1u8).await;
+///     let _ = scope.lend(2u8).await;
+///     Ok::<_, ()>(())
+/// })
+/// .with(async |n| Ok::<_, ()>(*n))
+/// .await;
+/// # });
+/// ```
+///
+/// Nor does keeping the scope beyond the closure's future, here in a local of the caller:
+///
+/// ```compile_fail
+/// # futures_executor::block_on(async {
+/// let mut kept = None;
+/// let _ = async_with::scoped(async |scope| {
+///     kept = Some(scope);
+///     Ok::<_, ()>(())
+/// })
+/// .with(async |n: &mut u8| Ok::<_, ()>(*n))
+/// .await;
+/// # });
+/// ```
 pub struct Scope<'s, R> {
     slot: SlotRef<R>,
     _scope: PhantomData<(fn(&'s ()) -> &'s (), Cell<()>)>,
