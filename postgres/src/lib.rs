@@ -51,7 +51,7 @@
 //! The manager's cancellation hook is the default one, dropping the `Transaction`: the
 //! `ROLLBACK` that tokio-postgres queues is the one synchronous step that can be taken.
 
-use async_with::{Outcome, SendManager, Status, from_fns};
+use async_with::{Outcome, SendManager, Status, from_fns, scoped};
 use tokio_postgres::{Client, Error, NoTls, Transaction, TransactionBuilder};
 
 /// A transaction on `client`: `BEGIN` on enter; on exit `COMMIT` if the body returned `Ok`, and
@@ -65,10 +65,18 @@ use tokio_postgres::{Client, Error, NoTls, Transaction, TransactionBuilder};
 /// `SendManager`: the whole `with` may be spawned on a multi-threaded runtime when the body is
 /// `Send` too; inside `tokio::spawn`, write a closure body as `spawnable(async |tx| ..)`
 /// ([`spawnable`] says why), or use an `async fn`.
+///
+/// It is written as one function ([`scoped`]): `BEGIN`, lend the transaction to the body, then
+/// `COMMIT` or `ROLLBACK` by how the body ended. Used as a manager (`with`, a tuple, an exit
+/// stack), the closure's future lives in one heap cell per transaction, beside the round trips.
 pub fn transaction(
     client: &mut Client,
 ) -> impl SendManager<Resource = Transaction<'_>, Error = Error> + use<'_> {
-    from_fns(async move || client.transaction().await, finish)
+    scoped(async move |scope| {
+        let tx = client.transaction().await?;
+        let (tx, outcome) = scope.lend(tx).await;
+        finish(tx, outcome).await
+    })
 }
 
 /// A transaction with the settings of `builder` (isolation level, read only, deferrable):
@@ -160,27 +168,25 @@ pub fn audited<'c>(
     client: &'c mut Client,
     insert: &'static str,
 ) -> impl SendManager<Resource = Transaction<'c>, Error = Error> + use<'c> {
-    from_fns(
-        async move || {
-            let tx = client.transaction().await?;
-            tx.batch_execute("SAVEPOINT async_with_audit").await?;
-            Ok(tx)
-        },
-        async move |tx: Transaction<'_>, outcome: Outcome<'_>| {
-            if outcome.status() == Status::Success {
-                return tx.commit().await;
-            }
-            tx.batch_execute("ROLLBACK TO SAVEPOINT async_with_audit")
-                .await?;
-            // Still lent after that round trip: the body's error itself, not a copy.
-            let reason = match outcome.failure() {
-                Some(error) => format!("{error:?}"),
-                None => String::from("panicked"),
-            };
-            tx.execute(insert, &[&reason]).await?;
-            tx.commit().await
-        },
-    )
+    // One function: the savepoint's name is a local that setup and teardown share.
+    scoped(async move |scope| {
+        let savepoint = "async_with_audit";
+        let tx = client.transaction().await?;
+        tx.batch_execute(&format!("SAVEPOINT {savepoint}")).await?;
+        let (tx, outcome) = scope.lend(tx).await;
+        if outcome.status() == Status::Success {
+            return tx.commit().await;
+        }
+        tx.batch_execute(&format!("ROLLBACK TO SAVEPOINT {savepoint}"))
+            .await?;
+        // Still lent after that round trip: the body's error itself, not a copy.
+        let reason = match outcome.failure() {
+            Some(error) => format!("{error:?}"),
+            None => String::from("panicked"),
+        };
+        tx.execute(insert, &[&reason]).await?;
+        tx.commit().await
+    })
 }
 
 /// Passes a body closure through unchanged, so that a `with` on a [`Transaction`] can be
