@@ -46,8 +46,8 @@ use core::cell::UnsafeCell;
 use core::future::Future;
 use core::marker::{PhantomData, PhantomPinned};
 use core::mem::MaybeUninit;
-use core::ptr::NonNull;
 use core::pin::Pin;
+use core::ptr::NonNull;
 use core::task::{Context, Poll};
 
 use crate::body::Body;

@@ -154,6 +154,12 @@
 //! `run_until_cancelled` and `with_cancellation_token` drop the future when the token fires:
 //! that is the abortive path, and a transaction under them gets no awaited ROLLBACK.
 //!
+//! **One-function managers** ([`scoped`]) follow the same table: their teardown (the code
+//! after `scope.lend(..).await`) is their exit, so a signal lets it run and await, seeing
+//! `Cancelled`; dropped mid-body, the body's future goes first, then the resource, then the
+//! closure's future, whose code after the lend does not run (the [docs of `scoped`](fn@scoped) have
+//! every case).
+//!
 //! **Writing `cancel`.** Put there the synchronous part of the cleanup (stop a DMA channel,
 //! deassert a chip select, mark a connection as broken), or give [`from_fns`] a hook with
 //! [`FromFns::on_cancel`]. Exit should treat [`Outcome::Cancelled`] as incomplete work: roll
@@ -236,7 +242,8 @@
 //! | [`CancelOn`], [`CancelError`] | a `with` given a stop signal ([`WithFuture::cancel_on`]): the body stops, exit is awaited; its error says where the signal ended it |
 //! | [`AsyncEnter`] | a manager: [`enter`](AsyncEnter::enter) yields the resource and an exit handle |
 //! | [`AsyncExit`] | an exit handle: [`exit`](AsyncExit::exit) releases the resource, seeing the body's [`Outcome`]; [`cancel`](AsyncExit::cancel) is the synchronous release when the future is dropped |
-//! | [`from_fns`] | a manager from an async enter closure and an async exit closure (Python's `@asynccontextmanager`); [`FromFns::on_cancel`] adds a cancel hook. Its parts: [`FromFns`], [`FromFnsEnter`], [`FromFnsExit`], [`OnCancel`], [`CancelHook`] |
+//! | [`scoped`] | Python's `@asynccontextmanager`: a manager written as one async closure — setup, `scope.lend(resource).await`, teardown — sharing its locals; run with [`Scoped::with`] (no allocation) or, with `alloc`, as a manager anywhere. Its parts: [`Scoped`], [`Scope`], [`Lending`], [`ScopeFn`], [`ScopedWith`], [`ScopedCancelOn`]; see [`scoped`](fn@scoped) |
+//! | [`from_fns`] | a manager from an async enter closure and an async exit closure; [`FromFns::on_cancel`] adds a cancel hook. Its parts: [`FromFns`], [`FromFnsEnter`], [`FromFnsExit`], [`OnCancel`], [`CancelHook`] |
 //! | [`closing`] | Python's `aclosing`: exit calls an async close function on the value. Its parts: [`Closing`], [`ClosingExit`] |
 //! | [`null_context`] | Python's `nullcontext`: lends a value, does nothing on exit. Its parts: [`NullContext`], [`NoExit`] |
 //! | [`SendManager`] | one bound for a manager whose whole `with` is `Send`, for a library's return type: `impl SendManager<Resource = R, Error = X> + use<>` |
@@ -264,16 +271,17 @@
 //! managers one by one ([`ExitStack::enter_context`]), adopts values with an async close,
 //! defers async closures, and closes them all in reverse order. It is a manager itself.
 //!
-//! **Writing a manager.** Build it from two async closures with [`from_fns`], or implement
-//! [`AsyncEnter`] and [`AsyncExit`] by hand with named, poll-based futures, as an embedded HAL
-//! would (the example on [`AsyncEnter`]).
+//! **Writing a manager.** Write it as one async closure with [`scoped`] (setup and teardown
+//! share locals, as in Python's `@asynccontextmanager`), build it from two async closures with
+//! [`from_fns`], or implement [`AsyncEnter`] and [`AsyncExit`] by hand with named, poll-based
+//! futures, as an embedded HAL would (the example on [`AsyncEnter`]).
 //!
 //! # Feature flags
 //!
 //! - `std` (default): a panicking body still runs exit, with [`Outcome::Panicked`], and then
 //!   the panic resumes. Implies `alloc`.
-//! - `alloc`: the exit stack, [`ExitStack`] and the [`stack`] module. Needs an allocator, not
-//!   `std`.
+//! - `alloc`: the exit stack, [`ExitStack`] and the [`stack`] module; a [`Scoped`] usable as a
+//!   manager (one allocation per use). Needs an allocator, not `std`.
 //! - `loom`: for the repository's model checker (`loom/`) only; without `--cfg loom` it
 //!   changes nothing but compiling loom.
 //! - With neither (`default-features = false`), nothing needs `std` or an allocator, and
@@ -325,7 +333,7 @@ mod lend;
 mod manager;
 mod outcome;
 mod output;
-pub mod scoped;
+mod scoped;
 #[cfg(feature = "alloc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
 pub mod stack;

@@ -9,7 +9,7 @@ use std::mem;
 use std::pin::{Pin, pin};
 use std::task::Poll;
 
-use async_with::{CancelError, Error, Outcome, Status, scoped};
+use async_with::{CancelError, Error, Status, scoped};
 use support::{BodyError, Event, Log, Res, Yield, poll_once, poll_to_end, run};
 
 use Event::{Note, ResourceDrop};
@@ -42,7 +42,12 @@ fn setup_body_teardown_in_order_sharing_a_local() {
     assert_eq!(result, Ok(20));
     assert_eq!(
         log.events(),
-        [Note("setup"), Note("body"), Note("teardown"), ResourceDrop(2)]
+        [
+            Note("setup"),
+            Note("body"),
+            Note("teardown"),
+            ResourceDrop(2)
+        ]
     );
 }
 
@@ -117,8 +122,10 @@ fn an_error_after_the_lend_is_the_exit_error() {
 #[test]
 #[should_panic(expected = "the closure of `scoped` returned `Ok` without lending a resource")]
 fn returning_ok_without_lending_panics() {
-    let _ = run(scoped(async |_scope: async_with::Scope<'_, u8>| Ok::<_, ()>(()))
-        .with(async |n| Ok::<_, ()>(*n)));
+    let _ = run(
+        scoped(async |_scope: async_with::Scope<'_, u8>| Ok::<_, ()>(()))
+            .with(async |n| Ok::<_, ()>(*n)),
+    );
 }
 
 #[test]
@@ -371,7 +378,7 @@ fn a_body_panic_is_seen_by_teardown_then_resumes() {
     let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         run(scoped(async |scope| {
             let (_, outcome) = scope.lend(0u8).await;
-            assert!(matches!(outcome, Outcome::Panicked));
+            assert!(matches!(outcome, async_with::Outcome::Panicked));
             Yield::new(1).await;
             log.push(Note("teardown after panic"));
             Ok::<_, &str>(())
@@ -466,8 +473,10 @@ fn debug_shows_the_phases() {
 /// the body succeeds, with the body's error written beside it otherwise.
 fn ledger_entry(
     ledger: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-) -> async_with::Scoped<Vec<u32>, impl for<'s> async_with::ScopeFn<'s, Vec<u32>, Error = &'static str, Future: Send> + Send>
-{
+) -> async_with::Scoped<
+    Vec<u32>,
+    impl for<'s> async_with::ScopeFn<'s, Vec<u32>, Error = &'static str, Future: Send> + Send,
+> {
     scoped(async move |scope| {
         let opened = ledger.lock().unwrap().len(); // a local of setup, used in teardown
         let (entry, outcome) = scope.lend(Vec::new()).await;
@@ -542,6 +551,12 @@ fn spawned_on_a_multi_thread_tokio_runtime() {
     });
     let ledger = ledger.lock().unwrap();
     assert_eq!(ledger.len(), 8);
-    assert_eq!(ledger.iter().filter(|l| l.contains("rolled back: BodyError(")).count(), 4);
+    assert_eq!(
+        ledger
+            .iter()
+            .filter(|l| l.contains("rolled back: BodyError("))
+            .count(),
+        4
+    );
     assert_eq!(ledger.iter().filter(|l| l.contains("kept [")).count(), 4);
 }

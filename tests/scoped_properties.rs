@@ -414,7 +414,13 @@ fn drive<F: Future>(case: Case, future: F, out: impl Fn(F::Output) -> Out) -> (O
 fn cases() -> Vec<Case> {
     let mut cases = Vec::new();
     let setups: &[Setup] = if cfg!(feature = "std") {
-        &[Setup::Lend, Setup::Fail, Setup::Panic, Setup::Lost, Setup::Leaked]
+        &[
+            Setup::Lend,
+            Setup::Fail,
+            Setup::Panic,
+            Setup::Lost,
+            Setup::Leaked,
+        ]
     } else {
         &[Setup::Lend, Setup::Fail, Setup::Lost, Setup::Leaked]
     };
@@ -423,7 +429,11 @@ fn cases() -> Vec<Case> {
     } else {
         &[End::Ok, End::Err]
     };
-    let managers: &[bool] = if cfg!(feature = "alloc") { &[false, true] } else { &[false] };
+    let managers: &[bool] = if cfg!(feature = "alloc") {
+        &[false, true]
+    } else {
+        &[false]
+    };
     for &as_manager in managers {
         for setup_pending in 0..=1 {
             for &setup in setups {
@@ -470,7 +480,11 @@ fn cases() -> Vec<Case> {
 fn invariants(case: &Case, log: &[Ev]) {
     let count = |ev: &Ev| log.iter().filter(|e| *e == ev).count();
     let started = log.contains(&Ev::Setup);
-    assert_eq!(count(&Ev::LocalDrop), usize::from(started), "{case:?}: {log:?}");
+    assert_eq!(
+        count(&Ev::LocalDrop),
+        usize::from(started),
+        "{case:?}: {log:?}"
+    );
     let lent = log.contains(&Ev::Offer);
     // Never dropped twice; always dropped once it was lent.
     assert!(count(&Ev::ResDrop) <= 1, "{case:?}: {log:?}");
@@ -478,7 +492,10 @@ fn invariants(case: &Case, log: &[Ev]) {
         assert_eq!(count(&Ev::ResDrop), 1, "{case:?}: {log:?}");
     }
     if let Some(start) = log.iter().position(|e| *e == Ev::BodyStart) {
-        let guard = log.iter().position(|e| *e == Ev::BodyDrop).expect("body dropped");
+        let guard = log
+            .iter()
+            .position(|e| *e == Ev::BodyDrop)
+            .expect("body dropped");
         // Nothing of the closure while the body runs.
         assert!(
             log[start + 1..guard]

@@ -6,8 +6,8 @@ use core::future::Future;
 use core::pin::Pin;
 use core::task::{Context, Poll};
 
-use super::scope::Scope;
 use super::ScopeFn;
+use super::scope::Scope;
 use crate::lend::{CellRef, Teardown};
 use crate::manager::{AsyncEnter, AsyncExit};
 use crate::outcome::Outcome;

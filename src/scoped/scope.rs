@@ -11,7 +11,10 @@ use core::task::{Context, Poll};
 use crate::lend::SlotRef;
 use crate::outcome::Outcome;
 
-/// The handle a [`scoped`](crate::scoped) closure receives: it lends the resource to the body
+/// Invariant in `'s` (the closure's own lifetime); `Send` but not `Sync` (`Cell`).
+type ScopeMarker<'s> = PhantomData<(fn(&'s ()) -> &'s (), Cell<()>)>;
+
+/// The handle a [`scoped`](fn@crate::scoped) closure receives: it lends the resource to the body
 /// once, with [`lend`](Scope::lend).
 ///
 /// It is consumed by `lend`, so a closure cannot lend twice (the second call does not
@@ -50,7 +53,7 @@ use crate::outcome::Outcome;
 /// ```
 pub struct Scope<'s, R> {
     slot: SlotRef<R>,
-    _scope: PhantomData<(fn(&'s ()) -> &'s (), Cell<()>)>,
+    _scope: ScopeMarker<'s>,
 }
 
 impl<'s, R> Scope<'s, R> {
@@ -102,7 +105,7 @@ pub struct Lending<'s, R> {
     resource: Option<R>,
     /// Whether the resource is in the slot (or with the body) and not yet back.
     offered: bool,
-    _scope: PhantomData<(fn(&'s ()) -> &'s (), Cell<()>)>,
+    _scope: ScopeMarker<'s>,
 }
 
 // Nothing in it is pinned: the resource is moved out on the first poll.

@@ -24,7 +24,7 @@ pin_project! {
     /// It holds the closure's future in place from setup to teardown, beside the state of a
     /// `with`; no allocation. Dropped mid-body, it drops the body's future, then the resource,
     /// then the closure's future (its locals' destructors run; the code after its lend does
-    /// not); see the [module docs](crate::scoped#misuse-and-cancellation) for every case.
+    /// not); see [`scoped`](fn@crate::scoped#misuse-and-cancellation) for every case.
     /// `Send` when the closure's future, the body's and the resource are; `!Unpin`.
     #[must_use = "futures do nothing unless you `.await` or poll them"]
     pub struct ScopedWith<'a, R, C, B>
