@@ -6,7 +6,9 @@
 //! borrow it: a **body** future holding `&mut` to the resource ([`Lend::start`], used by
 //! [`crate::WithFuture`]), and an **exit** future holding an [`Outcome`] that lends an error
 //! kept in the value ([`Lend::start_exit`]: the body's error inside `WithFuture`, the newest
-//! failure inside a group). Its invariants:
+//! failure inside a group). The second half of the module holds the self-borrow of one-function
+//! managers (a closure's future and the slot it lends its resource through; invariants 6–8).
+//! The invariants of [`Lend`]:
 //!
 //! 1. The value lives in an `UnsafeCell` inside a `!Unpin` type, and a `Lend` is only used
 //!    through `Pin<&mut Lend>`, so the value does not move while a future exists.
@@ -265,19 +267,21 @@ pub(crate) fn unreachable_phase() -> ! {
 // (`Scope::lend`), and tears down once the lend returns. Its future lives in a [`ScopeCell`]
 // from setup to teardown; the [`crate::ScopedWith`] that owns the cell drives it through a
 // private manager whose enter future, exit handle and exit future ([`Teardown`]) reach the cell
-// through a [`CellRef`]. The resource itself is moved, never borrowed across the boundary: the
+// through a [`CellRef`] (or, for a `Scoped` used as a manager, own it on the heap:
+// [`BoxedCell`]). The resource itself is moved, never borrowed across the boundary: the
 // closure's lend future moves it into the slot, the enter future moves it out (into the
 // `WithFuture` state, where the body borrows it as for any manager), and exit moves it back
 // together with the outcome. The invariants, in addition to 1–5 above:
 //
-// 6. A `ScopeCell` is pinned inside a `ScopedWith`, beside the `WithFuture` (field `inner`) that
-//    holds every `CellRef` to it; `inner` is declared first, so it is dropped first, and no
-//    `CellRef` is used once it is gone. A `CellRef` is made only by `ScopedWith::poll` (from the
-//    pinned cell) and moves, never copied, from the manager to its enter future, to the exit
-//    handle, to the `Teardown`: one holder at a time, each used only inside `inner`'s `poll` and
-//    `drop`, while nothing else borrows the cell (`ScopedWith::poll` holds `&mut` to both
-//    fields and lends `inner` only). `&mut` to the `!Unpin` cell does not claim uniqueness
-//    (invariant 1), so the cell's pointer stays valid across polls.
+// 6. A `ScopeCell` is pinned inside a `ScopedWith` (or a `ScopedCancelOn`), beside the
+//    `WithFuture` (field `inner`) that holds every `CellRef` to it; `inner` is declared first,
+//    so it is dropped first, and no `CellRef` is used once it is gone. Such a `CellRef` is made
+//    only by that future's `poll` (from the pinned cell) and moves, never copied, from the
+//    manager to its enter future, to the exit handle, to the `Teardown`: one holder at a time,
+//    each used only inside `inner`'s `poll` and `drop`, while nothing else borrows the cell
+//    (the outer `poll` holds `&mut` to both fields and lends `inner` only). `&mut` to the
+//    `!Unpin` cell does not claim uniqueness (invariant 1), so the pointer stays valid across
+//    polls. (Without a `ScopedWith`, the cell is on the heap: invariant 6', at `BoxedCell`.)
 // 7. A `SlotRef` exists only inside the closure's future, which the cell owns: the closure gets
 //    it inside `Scope<'s, R>`, for every `'s` (a higher-ranked bound), and its output cannot
 //    name `'s`, so neither the scope nor its lend future can leave the future (a `'static`
@@ -286,11 +290,15 @@ pub(crate) fn unreachable_phase() -> ! {
 //    closure's future only while it is polled or dropped, and by the cell's owner only between
 //    those polls: never at the same time (`Scope` is `Send` but not `Sync`, and a thread that
 //    borrows it must be joined before the poll that started it returns).
-// 8. The outcome given back to the closure borrows the body's value, kept in the `WithFuture`'s
-//    exit phase, which outlives the exit future. The exit future is a `Teardown`, which drops the
-//    closure's future (if it is still running) in its own `Drop`, so the future never outlives
-//    the outcome it may hold. A `Teardown` is never leaked apart from the `ScopedWith` around it
-//    (it lives in `inner`'s state); leaking the whole `ScopedWith` leaks the value it borrows too.
+// 8. The outcome given back to the closure lives as long as the exit future it was given to
+//    (`AsyncExit::exit`'s `'o`): inside a `ScopedWith`, it borrows the body's value in the
+//    `WithFuture`'s exit phase. The exit future is a `Teardown`, which drops the closure's future
+//    (if it is still running) in its own `Drop`, so the closure's future never outlives the
+//    outcome it may hold. Leaking a `Teardown` must then leave the closure's future unreachable,
+//    never dropped: inside a `ScopedWith` the `Teardown` lives in `inner`'s state and cannot be
+//    leaked apart from it (leaking the whole `ScopedWith` leaks the value it borrows too); a
+//    `Teardown` of a `Scoped` used as a manager owns the heap cell (6'), so a leaked one leaks
+//    the closure's future with it, whoever created it and whatever outcome it was given.
 
 /// What the slot between the closure and the `with` holds.
 enum Slot<R> {
