@@ -132,6 +132,13 @@ EXPECTED=(
     "exit: sensor off"
     "result: Err(Body { exit: None })"
     "check: sensor off, by the awaited exit (cancel hook not run)"
+    "-- 8. read in a one-function manager (scoped)"
+    "setup: power up"
+    "setup: sensor ready"
+    "body: read 2150"
+    "teardown: power down after Success"
+    "teardown: sensor off (it had settled in 2 polls)"
+    "result: Ok(2150)"
     "size_of future, 1. read = * bytes"
     "size_of future, 2. failing read = * bytes"
     "size_of future, 3. read cancelled by select = * bytes"
@@ -139,7 +146,8 @@ EXPECTED=(
     "size_of future, 5. failing SPI transaction = * bytes"
     "size_of future, 6. SPI transaction cancelled by select = * bytes"
     "size_of future, 7. read stopped by a signal = * bytes"
-    "size_of future, all seven (the task's) = * bytes"
+    "size_of future, 8. read in a one-function manager = * bytes"
+    "size_of future, all eight (the task's) = * bytes"
     "all checks passed"
 )
 
@@ -253,8 +261,11 @@ done
 # both builds, to the figures above: +2,568 and +2,400 bytes at "s", +2,112 and +2,528 at "z",
 # where the hand-written build now links memcpy too (its 756 bytes; the task copies the array
 # of seven future sizes, 28 bytes, with it). The limits were lowered to the new figures plus
-# half a point.
-FLASH_LIMITS=("s 14.7" "z 18.1")
+# half a point. Issue 19: scenario 8 (a one-function manager, `scoped(..).with(body)`, against
+# the same setup and teardown around the body in an `async fn`) added 2,620 and 1,252 bytes at
+# "s", 2,804 and 1,092 at "z", to +19.76% (25,624 against 21,396) and +25.45% (24,268 against
+# 19,344); the limits were raised to those plus half a point.
+FLASH_LIMITS=("s 20.3" "z 26.0")
 for limit in "${FLASH_LIMITS[@]}"; do
     read -r level allowed <<<"$limit"
     read -r with hand percent <<<"$(excess "$level")"
@@ -266,8 +277,8 @@ for limit in "${FLASH_LIMITS[@]}"; do
 done
 
 step "future sizes (size_of, bytes, printed by the firmware; task pool: the static embassy task)"
-echo "| build | 1 | 2 | 3 | 4 | 5 | 6 | 7 | all seven | task pool |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+echo "| build | 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 | all eight | task pool |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 for build in "${BUILDS[@]}"; do
     read -r name _ <<<"$build"
     futures=$(sed -n 's/^size_of future, .* = \([0-9]*\) bytes\r*$/\1/p' "$OUTPUTS/$name" | paste -sd '|' - | sed 's/|/ | /g')

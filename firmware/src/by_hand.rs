@@ -20,7 +20,7 @@ use embedded_hal::digital::OutputPin;
 use embedded_hal_async::spi::SpiBus;
 use spi_device::SpiError;
 
-use crate::{PowerDown, Powered, Sensor, SensorError, Transaction};
+use crate::{PowerDown, Powered, Sensor, SensorError, Transaction, sample_setup, sample_teardown};
 
 /// The sensor powered up for `body`, powered down after it, its power cut by the manager's
 /// `cancel` hook if the future is dropped mid-body: what `with(Powered(sensor), body)` does.
@@ -96,6 +96,25 @@ where
     };
     let exited = exit.exit(sensor, outcome).await;
     finish(ended, exited).map_err(CancelError::Failed)
+}
+
+/// Setup, the body, teardown, written out: what `scoped(..).with(body)` does in `with.rs`. A
+/// drop mid-body drops the body's future and nothing else runs, as there.
+pub(crate) async fn sampled<'d, T, E>(
+    mut sensor: &'d mut Sensor,
+    body: impl AsyncFnOnce(&mut &'d mut Sensor) -> Result<T, E>,
+) -> Result<T, Error<SensorError, E>>
+where
+    E: Debug + Any + Sync,
+{
+    let settled = sample_setup(sensor).await;
+    let ended = body(&mut sensor).await;
+    let outcome = match &ended {
+        Ok(_) => Outcome::Success,
+        Err(error) => Outcome::Failure(Failure::new(error)),
+    };
+    let exited = sample_teardown(sensor, outcome, settled).await;
+    finish(ended, exited)
 }
 
 /// The entered sensor and its exit handle while the body runs. Dropped with them still in it

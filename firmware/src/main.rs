@@ -53,7 +53,7 @@ mod scope;
 #[path = "by_hand.rs"]
 mod scope;
 
-use scope::{powered, powered_until, transaction};
+use scope::{powered, powered_until, sampled, transaction};
 
 /// What an SPI scenario's scope resolves to: the body's value, or `with`'s error, whose manager
 /// side is `spi_device::SpiError` (the bus's or the chip-select pin's).
@@ -430,7 +430,7 @@ fn measured<F: Future>(future: F, size: &mut usize) -> F {
 }
 
 /// The scenarios, by the names their sizes are printed with.
-const SCENARIOS: [&str; 7] = [
+const SCENARIOS: [&str; 8] = [
     "1. read",
     "2. failing read",
     "3. read cancelled by select",
@@ -438,6 +438,7 @@ const SCENARIOS: [&str; 7] = [
     "5. failing SPI transaction",
     "6. SPI transaction cancelled by select",
     "7. read stopped by a signal",
+    "8. read in a one-function manager",
 ];
 
 #[embassy_executor::main]
@@ -449,18 +450,18 @@ async fn main(_spawner: Spawner) {
         hprintln!("size_of future, {} = {} bytes", scenario, size);
     }
     hprintln!(
-        "size_of future, all seven (the task's) = {} bytes",
+        "size_of future, all eight (the task's) = {} bytes",
         run_size
     );
     hprintln!("all checks passed");
     debug::exit(debug::EXIT_SUCCESS);
 }
 
-/// Runs the seven scenarios, checking each; returns the size of each one's future (a
-/// `WithFuture`, or a `CancelOn` for the last, or in the `hand-written` build the future of the
-/// `async fn` that replaces it).
-async fn run() -> [usize; 7] {
-    let mut sizes = [0; 7];
+/// Runs the eight scenarios, checking each; returns the size of each one's future (a
+/// `WithFuture`, a `CancelOn` for the seventh, a `ScopedWith` for the last, or in the
+/// `hand-written` build the future of the `async fn` that replaces it).
+async fn run() -> [usize; 8] {
+    let mut sizes = [0; 8];
     let mut sensor = Sensor {
         powered: false,
         fault: false,
@@ -625,7 +626,49 @@ async fn run() -> [usize; 7] {
         "the cancel hook does not run when a signal stops the body",
     );
     hprintln!("check: sensor off, by the awaited exit (cancel hook not run)");
+
+    hprintln!("-- 8. read in a one-function manager (scoped)");
+    // Setup and teardown in one async closure (`with.rs`), sharing a local: the settle time
+    // setup measured, which teardown reports.
+    sensor.conversion_polls = 3;
+    let read = sampled(&mut sensor, async |sensor| {
+        let value = sensor.read().await?;
+        hprintln!("body: read {}", value);
+        Ok::<_, SensorError>(value)
+    });
+    let result = measured(read, &mut sizes[7]).await;
+    hprintln!("result: {:?}", result);
+    check(result == Ok(2150), "the body's value, after teardown");
+    check(!sensor.powered, "teardown powers the sensor down");
     sizes
+}
+
+/// Scenario 8's setup, shared by both builds: powers the sensor up and waits until it is ready;
+/// returns how many polls that took.
+async fn sample_setup(sensor: &mut Sensor) -> u32 {
+    hprintln!("setup: power up");
+    sensor.powered = true;
+    let settle = 2;
+    Wait::new(settle, ()).await;
+    hprintln!("setup: sensor ready");
+    settle
+}
+
+/// Scenario 8's teardown, shared by both builds: waits for the sensor to drain, powers it down,
+/// and reports how the body ended, with the body's error lent across the drain.
+async fn sample_teardown(
+    sensor: &mut Sensor,
+    outcome: Outcome<'_>,
+    settled: u32,
+) -> Result<(), SensorError> {
+    hprintln!("teardown: power down after {:?}", outcome.status());
+    Wait::new(2, ()).await;
+    sensor.powered = false;
+    hprintln!("teardown: sensor off (it had settled in {} polls)", settled);
+    if let Some(failure) = outcome.failure() {
+        hprintln!("teardown: body failed: {:?}", failure);
+    }
+    Ok(())
 }
 
 #[panic_handler]

@@ -2,18 +2,19 @@
 //!
 //! [`powered`], [`powered_until`] and [`transaction`] only put the manager in front of the
 //! body (and, for [`powered_until`], the stop signal after it); the code that enters, runs the
-//! body, stops it, exits and cancels is the crate's. `by_hand.rs` (feature `hand-written`) has
-//! the same three functions with that logic written out, for comparing sizes.
+//! body, stops it, exits and cancels is the crate's. [`sampled`] is a one-function manager
+//! (`scoped`): setup, the lend, teardown. `by_hand.rs` (feature `hand-written`) has the same
+//! four functions with that logic written out, for comparing sizes.
 
 use core::fmt::Debug;
 use core::future::Future;
 
-use async_with::{Body, CancelError, Error, with};
+use async_with::{Body, CancelError, Error, scoped, with};
 use embedded_hal::digital::OutputPin;
 use embedded_hal_async::spi::SpiBus;
 use spi_device::Selected;
 
-use crate::{Powered, Sensor, SensorError, Transaction};
+use crate::{Powered, Sensor, SensorError, Transaction, sample_setup, sample_teardown};
 
 /// `with(Powered(sensor), body)`: the sensor powered up for `body`, powered down after it, its
 /// power cut by the manager's `cancel` hook if the future is dropped mid-body.
@@ -62,4 +63,25 @@ where
     E: Debug + Sync + 'static,
 {
     with(spi_device::transaction(bus, cs), body)
+}
+
+/// `scoped(async |scope| { setup; scope.lend(sensor).await; teardown }).with(body)`: the sensor
+/// powered up by setup, lent to `body`, powered down by teardown, which reports a local of
+/// setup and the body's outcome. No allocation: the closure's future lives in the
+/// `ScopedWith`.
+pub(crate) fn sampled<'d, B, T, E>(
+    sensor: &'d mut Sensor,
+    body: B,
+) -> impl Future<Output = Result<T, Error<SensorError, E>>>
+where
+    B: AsyncFnOnce(&mut &'d mut Sensor) -> Result<T, E>,
+    B: for<'r> Body<'r, &'d mut Sensor, Ok = T, Err = E>,
+    E: Debug + Sync + 'static,
+{
+    scoped(async move |scope| {
+        let settled = sample_setup(sensor).await;
+        let (sensor, outcome) = scope.lend(sensor).await;
+        sample_teardown(sensor, outcome, settled).await
+    })
+    .with(body)
 }
