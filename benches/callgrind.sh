@@ -5,7 +5,8 @@
 # rolls back, (d) three nested, (e) three as a tuple and (g) scenario (b) with a stop signal
 # that never fires, `with` against the same logic as one `async fn` (for (g), an `async fn`
 # with a hand-written `select`) and the ratio of the two; then scenario (b) for the boxed body
-# and the combinator chain.
+# and the combinator chain; then (h) scenario (b) as a one-function manager
+# (`scoped(..).with(body)`, variant `scoped`) against (b)'s `with` and `async fn`.
 #
 #   bash benches/callgrind.sh [cycles] [cargo flags]   # default 10000 cycles per variant
 #   bash benches/callgrind.sh 10000 --no-default-features   # without `std` (no panic catching)
@@ -58,17 +59,19 @@ if [ -n "${VARIANTS:-}" ]; then
 fi
 
 printf '| scenario | `with` | `async fn` | ratio |\n|---|---:|---:|---:|\n'
-# row SCENARIO WITH BASE [ready]: prints a row; leaves the ratio in $last_ratio.
+# row SCENARIO WITH BASE [ready]: prints a row; leaves the ratio in $last_ratio and the two
+# counts in $last_with and $last_base.
 row() {
   local scenario=$1 with=$2 base=$3 mode=${4:-pending} w b
   w=$(count "$with" "$mode")
   b=$(count "$base" "$mode")
   last_ratio=$(ratio "$w" "$b")
+  last_with=$w last_base=$b
   printf '| %s | %s | %s | %s |\n' "$scenario" "$w" "$b" "$last_ratio"
 }
 row "(a) ready" with async_fn ready
 row "(b) pending once" with async_fn
-b_ratio=$last_ratio
+b_ratio=$last_ratio b_with=$last_with b_async_fn=$last_base
 row "(c) body fails, rollback" with_rollback async_fn_rollback
 row "(d) three nested" with_nested async_fn_nested
 row "(e) three as a tuple" with_tuple async_fn_nested
@@ -78,6 +81,13 @@ printf '\n| scenario (b), other styles | instructions per cycle |\n|---|---:|\n'
 for variant in boxed combinators; do
   printf '| %s | %s |\n' "$variant" "$(count "$variant")"
 done
+
+# (h): the same cycle as (b), so (b)'s counts are reused rather than counted again.
+h_scoped=$(count scoped)
+printf '\n| scenario (h) | `scoped(..).with` | `with` (b) | `async fn` (b) | scoped / with | scoped / async fn |\n'
+printf '|---|---:|---:|---:|---:|---:|\n'
+printf '| (h) one-function manager | %s | %s | %s | %s | %s |\n' "$h_scoped" "$b_with" \
+  "$b_async_fn" "$(ratio "$h_scoped" "$b_with")" "$(ratio "$h_scoped" "$b_async_fn")"
 
 if [ -n "${LIMIT:-}" ]; then
   if awk -v r="$b_ratio" -v l="$LIMIT" 'BEGIN { exit !(r > l) }'; then

@@ -3,7 +3,8 @@
 //!
 //! Scenarios: (a) every phase ready at once; (b) every phase `Pending` once; (c) the body
 //! fails and exit rolls back; (d) three managers nested, every phase `Pending` once; (e) the
-//! same three managers as one tuple.
+//! same three managers as one tuple; (h) cycle (b) as a one-function manager (`scoped`),
+//! against (b)'s `with` and `async fn`.
 
 mod scenarios;
 
@@ -51,6 +52,17 @@ fn cycles(c: &mut Criterion) {
     });
     group.bench_function("async_fn", |b| {
         b.iter(|| run(async_fn_nested(black_box(true))))
+    });
+    group.finish();
+
+    // (h): cycle (b) as a one-function manager, against (b)'s `with` and `async fn`.
+    let mut group = c.benchmark_group("h_scoped");
+    group.bench_function("scoped", |b| b.iter(|| run(scoped_with(black_box(true)))));
+    group.bench_function("with", |b| {
+        b.iter(|| run(with_future(black_box(true), black_box(false))))
+    });
+    group.bench_function("async_fn", |b| {
+        b.iter(|| run(async_fn(black_box(true), black_box(false))))
     });
     group.finish();
 }

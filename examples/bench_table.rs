@@ -6,6 +6,7 @@
 //! cargo run --release --example bench_table -- cycles with 1000   # 1000 cycles of scenario (b)
 //! cargo run --release --example bench_table -- cycles with 1000 ready   # of scenario (a)
 //! cargo run --release --example bench_table -- cycles stack_with_10 1000  # scenario (f), N = 10
+//! cargo run --release --example bench_table -- cycles scoped 1000   # scenario (h)
 //! ```
 
 #[path = "../benches/scenarios/mod.rs"]
@@ -55,9 +56,10 @@ fn row<F: std::future::Future>(scenario: &str, variant: &str, make: impl Fn() ->
 
 /// Runs `n` cycles of scenario (b) with `variant` (of scenario (a) when `pending` is false;
 /// the `*_rollback` variants run scenario (c), the `*_nested` and `with_tuple` variants
-/// scenarios (d) and (e), `with_signal` and `async_fn_select` scenario (g); `stack_with_N`,
-/// `stack_close_N` (N = 1, 10, 1000) and `nested_with_N` (N = 1, 10) run scenario (f)); the
-/// only function callgrind counts (with what it calls). The variant is chosen once, outside
+/// scenarios (d) and (e), `with_signal` and `async_fn_select` scenario (g), `scoped` scenario
+/// (h), compared with `with` and `async_fn`; `stack_with_N`, `stack_close_N` (N = 1, 10,
+/// 1000) and `nested_with_N` (N = 1, 10) run scenario (f)); the only function callgrind
+/// counts (with what it calls). The variant is chosen once, outside
 /// the loop: each variant's loop is its own function ([`repeat`]), so that adding a variant
 /// changes neither the code nor the count of another.
 #[inline(never)]
@@ -74,6 +76,7 @@ fn cycles(variant: &str, n: u64, pending: bool) {
         "async_fn_nested" => repeat(n, pending, async_fn_nested),
         "with_signal" => repeat(n, pending, with_signal),
         "async_fn_select" => repeat(n, pending, async_fn_select),
+        "scoped" => repeat(n, pending, scoped_with),
         "nested_with_1" => repeat(n, pending, nested_with_1),
         "nested_with_10" => repeat(n, pending, nested_with_10),
         #[cfg(feature = "alloc")]
@@ -144,6 +147,10 @@ fn main() {
         "`async fn` + `select`",
         || async_fn_select(true),
     );
+    // (h): cycle (b) as a one-function manager; compare with (b)'s `with` and `async fn` rows.
+    row("(h) one-function manager", "`scoped(..).with(..)`", || {
+        scoped_with(true)
+    });
     // (f): N managers through an `ExitStack` (N known at run time) against N nested `with`s
     // (N static). The stack's future does not grow with N; its entries are on the heap.
     row("(f) N = 1", "N nested `with`", || nested_with_1(true));
