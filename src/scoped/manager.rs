@@ -8,7 +8,7 @@ use core::task::{Context, Poll};
 
 use super::ScopeFn;
 use super::scope::Scope;
-use crate::lend::{CellRef, Teardown};
+use crate::lend::{CellRef, Teardown, unreachable_phase};
 use crate::manager::{AsyncEnter, AsyncExit};
 use crate::outcome::Outcome;
 
@@ -55,7 +55,7 @@ impl<R, C: ScopeFn<'static, R>> AsyncEnter for ScopeManager<R, C> {
     fn enter(self) -> ScopeEnter<R, C, ()> {
         // `ScopedWith::poll` sets the pointer before the first poll enters.
         let Some(cell) = self.cell else {
-            crate::lend::unreachable_phase()
+            unreachable_phase()
         };
         ScopeEnter::new(cell, self.closure, ())
     }
@@ -84,7 +84,7 @@ impl<R, C: ScopeFn<'static, R>, K> Future for ScopeEnter<R, C, K> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         let Some(cell) = &this.cell else {
-            enter_polled_after_completion()
+            unreachable_phase()
         };
         if let Some(closure) = this.closure.take() {
             cell.start(|slot| closure.call(Scope::new(slot)));
@@ -135,7 +135,7 @@ where
     #[inline]
     fn exit<'o>(mut self, resource: R, outcome: Outcome<'o>) -> Teardown<'o, R, F, K> {
         let Some(cell) = self.cell.take() else {
-            enter_polled_after_completion()
+            unreachable_phase()
         };
         Teardown::new(cell, resource, outcome, self.owner.take())
     }
@@ -168,10 +168,4 @@ fn returned_without_lending() -> ! {
         "the closure of `scoped` returned `Ok` without lending a resource \
          (`scope.lend(resource).await`)"
     )
-}
-
-#[cold]
-#[inline(never)]
-fn enter_polled_after_completion() -> ! {
-    crate::lend::unreachable_phase()
 }
