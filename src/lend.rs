@@ -20,7 +20,8 @@
 //!    an exit's outcome is built from: a body future's `&mut` is the only way to the value,
 //!    and an exit future's outcome only shares it (reads it, or writes through interior
 //!    mutability the value's own type has, which the `UnsafeCell` around it allows).
-//! 3. The future is always dropped before the value leaves the slot ([`Lend::take`]), so the
+//! 3. The future is always dropped before the value leaves the slot ([`Lend::take`],
+//!    [`Lend::poll_take`]), so the
 //!    borrow it holds never dangles. A `Lend` has no `Drop` of its own: dropping one drops the
 //!    future (an ordinary field) and never the value or the kept value. Its owner takes both out
 //!    first, on every path — [`crate::WithFuture`] and the groups do, to hand them on or to
@@ -184,6 +185,12 @@ impl<V, K, F: Future> Lend<V, K, F> {
         matches!(self.phase, Phase::Running(_))
     }
 
+    /// Whether the value and the kept value are gone ([`Lend::take`], [`Lend::poll_take`]).
+    #[inline]
+    pub(crate) fn is_taken(&self) -> bool {
+        matches!(self.phase, Phase::Taken)
+    }
+
     /// The value, while no future borrows it.
     ///
     /// # Panics
@@ -219,6 +226,38 @@ impl<V, K, F: Future> Lend<V, K, F> {
         let output = core::task::ready!(unsafe { Pin::new_unchecked(future) }.poll(cx));
         this.phase = Phase::Idle;
         Poll::Ready(output)
+    }
+
+    /// Polls the future; once it completes, drops it and moves the value and the kept value
+    /// out with its output ([`Lend::poll`], then [`Lend::take`], with one write of the phase).
+    ///
+    /// # Panics
+    ///
+    /// As [`Lend::poll`].
+    #[inline]
+    pub(crate) fn poll_take(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<(F::Output, V, K)> {
+        // SAFETY: nothing is moved out of `this` while the future exists; the future is
+        // re-pinned right away and only ever dropped in place.
+        let this = unsafe { self.get_unchecked_mut() };
+        let Phase::Running(future) = &mut this.phase else {
+            unreachable_phase()
+        };
+        // SAFETY: as in `poll`: `future` lives inside the pinned `Lend` and is never moved.
+        let output = core::task::ready!(unsafe { Pin::new_unchecked(future) }.poll(cx));
+        // The borrower goes first (invariant 3). Should its destructor panic, the phase is
+        // `Taken` all the same (an assignment writes its value while unwinding too): the value
+        // then leaks, and is never read or dropped twice.
+        this.phase = Phase::Taken;
+        // SAFETY: the phase was `Running`, so the value and the kept value are initialized; the
+        // future that borrowed the value was dropped just above, so no reference to either
+        // exists; `Taken` records that they are gone.
+        Poll::Ready(unsafe {
+            (
+                output,
+                this.value.get_mut().assume_init_read(),
+                this.kept.assume_init_read(),
+            )
+        })
     }
 
     /// Drops the future if there is one, then moves the value and the kept value out (`None`

@@ -49,6 +49,8 @@ pin_project! {
         Start { manager: M, body: Unborrowing<M::Resource, B> },
         Enter { #[pin] future: M::Enter, body: Unborrowing<M::Resource, B> },
         Body { #[pin] lend: BodyLend<'a, M, B> },
+        // Its lend is empty once exit is over early (`abandon`, or `exit()` panicked): the
+        // future has finished then, as in `Done`.
         Exit { #[pin] lend: ExitLend<'a, M, B, C> },
         Done,
     }
@@ -94,6 +96,7 @@ where
             State::Start { .. } => "Start",
             State::Enter { .. } => "Enter",
             State::Body { .. } => "Body",
+            State::Exit { lend } if lend.is_taken() => "Done",
             State::Exit { .. } => "Exit",
             State::Done => "Done",
         }
@@ -102,7 +105,7 @@ where
     /// Whether the future has finished.
     #[inline]
     pub(crate) fn is_done(&self) -> bool {
-        matches!(self, State::Done)
+        matches!(self, State::Done) || matches!(self, State::Exit { lend } if lend.is_taken())
     }
 
     /// Whether exit has begun (it runs, or the future has finished).
@@ -213,7 +216,7 @@ where
         });
         body = Some(entered_body);
     }
-    if let StateProj::Body { mut lend, .. } = state.as_mut().project() {
+    let lend = if let StateProj::Body { mut lend, .. } = state.as_mut().project() {
         let polled = catch(|| {
             if let Some(body) = body {
                 lend.as_mut().start(body);
@@ -229,16 +232,22 @@ where
             #[cfg(feature = "std")]
             Err(payload) => Ended::Panicked(payload),
         };
-        start_exit(state.as_mut(), ended);
-    }
-    let StateProj::Exit { mut lend } = state.as_mut().project() else {
-        polled_after_completion()
+        // Straight on to the exit future's first poll, with no second look at the phase.
+        start_exit(state.as_mut(), ended)
+    } else {
+        // Neither `Start` nor `Enter` (they return above unless they went on) nor `Body`.
+        let StateProj::Exit { lend } = state.as_mut().project() else {
+            polled_after_completion()
+        };
+        // The same look at the lend's tag as `poll_take`'s own, which the optimizer merges.
+        if !lend.is_running() {
+            polled_after_completion()
+        }
+        lend
     };
-    let exited = ready!(lend.as_mut().poll(cx));
-    // The exit future is gone (`poll` dropped it): the body's value may leave the lend.
-    let Some((ended, ())) = lend.take() else {
-        unreachable_phase()
-    };
+    // The exit future is dropped before the body's value leaves the lend, which is left empty:
+    // the future has finished.
+    let (exited, ended, ()) = ready!(lend.poll_take(cx));
     state.set(State::Done);
     Poll::Ready(Finished::Exited(ended, exited))
 }
@@ -246,7 +255,10 @@ where
 /// Moves from the body phase to the exit phase: the body future is already gone; the resource
 /// leaves the cell and goes to exit together with the outcome.
 #[inline]
-fn start_exit<'a, M, B, C>(mut state: Pin<&mut State<'a, M, B, C>>, ended: Ended<B::Ok, B::Err, C>)
+fn start_exit<'s, 'a, M, B, C>(
+    mut state: Pin<&'s mut State<'a, M, B, C>>,
+    ended: Ended<B::Ok, B::Err, C>,
+) -> Pin<&'s mut ExitLend<'a, M, B, C>>
 where
     M: AsyncEnter,
     M::Resource: 'a,
@@ -264,26 +276,28 @@ where
     state.set(State::Exit {
         lend: Lend::new(ended, ()),
     });
-    // Should `exit()` panic, the future is finished and the value dropped.
-    let mut state = OnUnwind::new(state, finish_exit::<M, B, C>);
-    let StateProj::Exit { lend } = state.get().as_mut().project() else {
+    let StateProj::Exit { lend } = state.project() else {
         unreachable_phase()
     };
-    lend.start_exit(exit, resource, Outcome::Success);
-    let _ = state.defuse();
+    // Should `exit()` panic, the value is dropped and the lend left empty: polled again, the
+    // future panics as after any panic that escaped its `poll`. (A guard on the lend, not on
+    // the state, so that the exit future's first poll follows with no second look at the
+    // phase: callgrind's scenario (b), 2 instructions a cycle.)
+    let mut lend = OnUnwind::new(lend, finish_exit::<M, B, C>);
+    lend.get()
+        .as_mut()
+        .start_exit(exit, resource, Outcome::Success);
+    lend.defuse()
 }
 
 /// Ends the exit phase early: drops the exit future, if any, then the body's value.
-fn finish_exit<'a, M, B, C>(mut state: Pin<&mut State<'a, M, B, C>>)
+fn finish_exit<'a, M, B, C>(lend: Pin<&mut ExitLend<'a, M, B, C>>)
 where
     M: AsyncEnter,
     M::Resource: 'a,
     B: Body<'a, M::Resource>,
 {
-    if let StateProj::Exit { lend } = state.as_mut().project() {
-        drop(lend.take());
-    }
-    state.set(State::Done);
+    drop(lend.take());
 }
 
 /// What [`stop`] did.
@@ -314,7 +328,7 @@ where
         StateProj::Body { .. } => {
             // The body future is dropped inside `start_exit`, before the resource leaves the
             // lend for exit.
-            start_exit(state, Ended::Cancelled(()));
+            let _ = start_exit(state, Ended::Cancelled(()));
             Stopped::Body
         }
         StateProj::Exit { .. } | StateProj::Done => Stopped::Nothing,
@@ -335,9 +349,8 @@ where
         return None;
     };
     // The exit future goes first (it borrows the outcome), then the body's value leaves.
-    let ended = lend.take().map(|(ended, ())| ended);
-    state.set(State::Done);
-    ended
+    // The lend is left empty: the future has finished.
+    lend.take().map(|(ended, ())| ended)
 }
 
 /// What dropping the future runs (see the crate docs' `# Cancellation`). `#[inline]`: without
