@@ -260,6 +260,19 @@ impl<V, K, F: Future> Lend<V, K, F> {
         })
     }
 
+    /// [`Lend::take`], for an owner that has no use for the value and the kept value: drops
+    /// the future if there is one, then them.
+    #[inline]
+    pub(crate) fn drop_all(self: Pin<&mut Self>) {
+        if core::mem::needs_drop::<V>() || core::mem::needs_drop::<K>() {
+            take_and_drop(self);
+        }
+        // Otherwise nothing needs dropping but the future, which the owner's drop glue drops
+        // as a field. (Known at compile time: this function is then empty, so small that the
+        // owner's drop is inlined where it was before exits borrowed the outcome; callgrind's
+        // scenario (d) without `std`: 27 instructions a cycle.)
+    }
+
     /// Drops the future if there is one, then moves the value and the kept value out (`None`
     /// if they were taken before).
     #[inline]
@@ -287,6 +300,14 @@ impl<V, K, F: Future> Lend<V, K, F> {
             )
         })
     }
+}
+
+/// [`Lend::drop_all`]'s work when there is some, out of line: dropping a `Lend` that still
+/// holds its value is the rare path (a future dropped before it finished), and inlined, it made
+/// the owner's drop too large to be inlined itself.
+#[inline(never)]
+fn take_and_drop<V, K, F: Future>(lend: Pin<&mut Lend<V, K, F>>) {
+    drop(lend.take());
 }
 
 /// The panic of a future polled in a phase it cannot go on from. The one way to get there is

@@ -1283,6 +1283,54 @@ fn s7_drop_during_exit() {
     assert_eq!(exits(&log), 1);
 }
 
+/// A body error with a destructor (the value `WithFuture` keeps for exit must be dropped, and
+/// only after the exit future that borrows it).
+#[derive(Debug)]
+struct OwnedError(#[allow(dead_code)] support::Witness);
+
+/// Runs a closure when dropped.
+struct Finally<F: FnMut()>(F);
+
+impl<F: FnMut()> Drop for Finally<F> {
+    fn drop(&mut self) {
+        (self.0)()
+    }
+}
+
+#[test]
+fn s7_drop_during_exit_drops_the_exit_future_then_the_body_error() {
+    let drops = DropCount::new();
+    // What the exit future saw as it was dropped: the error's drop count, and the error itself.
+    let seen = Cell::new(None);
+    {
+        let manager = from_fns(
+            async || Ok::<_, Fail>(1_u32),
+            async |_n: u32, outcome: Outcome<'_>| {
+                let _check = Finally(|| {
+                    let error = outcome.error::<OwnedError>().map(|e| format!("{e:?}"));
+                    seen.set(Some((drops.get(), error.is_some())));
+                });
+                Yield::new(3).await;
+                Ok::<(), Fail>(())
+            },
+        );
+        let witness = drops.witness();
+        let mut future = pin!(with(manager, async move |_n| {
+            Err::<(), _>(OwnedError(witness))
+        }));
+        Harness::new().poll_pending(future.as_mut(), 2);
+        assert!(!future.is_terminated());
+        assert_eq!(drops.get(), 0, "the error lives while exit runs");
+        assert_eq!(seen.get(), None);
+    }
+    assert_eq!(
+        seen.get(),
+        Some((0, true)),
+        "the exit future goes first, seeing the error"
+    );
+    assert_eq!(drops.get(), 1, "then the error, once");
+}
+
 #[test]
 fn s7_drop_after_completion_cancels_nothing() {
     let log = Log::new();

@@ -373,7 +373,7 @@ where
         }
         // The exit future goes first (it borrows the outcome), then the body's value, error or
         // payload.
-        StateProj::Exit { lend } => drop(lend.take()),
+        StateProj::Exit { lend } => lend.drop_all(),
         _ => {}
     }
 }
