@@ -230,17 +230,18 @@ impl<V, K, F: Future> Lend<V, K, F> {
 
     /// Polls the future; once it completes, drops it and moves the value and the kept value
     /// out with its output ([`Lend::poll`], then [`Lend::take`], with one write of the phase).
-    ///
-    /// # Panics
-    ///
-    /// As [`Lend::poll`].
+    /// Calls `idle`, which panics, if no future runs (the caller knows why, and what to say).
     #[inline]
-    pub(crate) fn poll_take(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<(F::Output, V, K)> {
+    pub(crate) fn poll_take(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        idle: fn() -> !,
+    ) -> Poll<(F::Output, V, K)> {
         // SAFETY: nothing is moved out of `this` while the future exists; the future is
         // re-pinned right away and only ever dropped in place.
         let this = unsafe { self.get_unchecked_mut() };
         let Phase::Running(future) = &mut this.phase else {
-            unreachable_phase()
+            idle()
         };
         // SAFETY: as in `poll`: `future` lives inside the pinned `Lend` and is never moved.
         let output = core::task::ready!(unsafe { Pin::new_unchecked(future) }.poll(cx));

@@ -239,15 +239,12 @@ where
         let StateProj::Exit { lend } = state.as_mut().project() else {
             polled_after_completion()
         };
-        // The same look at the lend's tag as `poll_take`'s own, which the optimizer merges.
-        if !lend.is_running() {
-            polled_after_completion()
-        }
         lend
     };
-    // The exit future is dropped before the body's value leaves the lend, which is left empty:
-    // the future has finished.
-    let (exited, ended, ()) = ready!(lend.poll_take(cx));
+    // The exit future is dropped before the body's value leaves the lend, which is left empty.
+    // An exit lend with no future in it is a finished future too: `exit()` panicked and left
+    // it empty (`start_exit`). Its one look at the lend's tag is the one `poll_take` makes.
+    let (exited, ended, ()) = ready!(lend.poll_take(cx, polled_after_completion));
     state.set(State::Done);
     Poll::Ready(Finished::Exited(ended, exited))
 }
@@ -279,10 +276,10 @@ where
     let StateProj::Exit { lend } = state.project() else {
         unreachable_phase()
     };
-    // Should `exit()` panic, the value is dropped and the lend left empty: polled again, the
-    // future panics as after any panic that escaped its `poll`. (A guard on the lend, not on
-    // the state, so that the exit future's first poll follows with no second look at the
-    // phase: callgrind's scenario (b), 2 instructions a cycle.)
+    // Should `exit()` panic, the value is dropped and the lend left empty: the future has
+    // finished (`is_done`), and polled again it panics as after completion. (A guard on the
+    // lend, not on the state, so that the exit future's first poll follows with no second
+    // look at the phase: callgrind's scenario (b), 2 instructions a cycle.)
     let mut lend = OnUnwind::new(lend, finish_exit::<M, B, C>);
     lend.get()
         .as_mut()
