@@ -264,8 +264,11 @@ done
 # half a point. Issue 19: scenario 8 (a one-function manager, `scoped(..).with(body)`, against
 # the same setup and teardown around the body in an `async fn`) added 2,620 and 1,252 bytes at
 # "s", 2,804 and 1,092 at "z", to +19.76% (25,624 against 21,396) and +25.45% (24,268 against
-# 19,344); the limits were raised to those plus half a point.
-FLASH_LIMITS=("s 20.3" "z 26.0")
+# 19,344); the limits were raised to those plus half a point. Issue 17's cost work (the exit
+# phase's first poll with no second look at the phase, one look at the exit slot's tag per
+# poll, its drop out of line) took them to +16.38% (24,900 against 21,396) and +24.21%
+# (24,028 against 19,344); the limits were lowered to those plus half a point.
+FLASH_LIMITS=("s 16.9" "z 24.7")
 for limit in "${FLASH_LIMITS[@]}"; do
     read -r level allowed <<<"$limit"
     read -r with hand percent <<<"$(excess "$level")"
