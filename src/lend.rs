@@ -21,13 +21,13 @@
 //!    and an exit future's outcome only shares it (reads it, or writes through interior
 //!    mutability the value's own type has, which the `UnsafeCell` around it allows).
 //! 3. The future is always dropped before the value leaves the slot ([`Lend::take`],
-//!    [`Lend::poll_take`]), so the
-//!    borrow it holds never dangles. A `Lend` has no `Drop` of its own: dropping one drops the
-//!    future (an ordinary field) and never the value or the kept value. Its owner takes both out
-//!    first, on every path — [`crate::WithFuture`] and the groups do, to hand them on or to
-//!    `cancel`; should a future's destructor panic while its owner is dropped, the value stays
-//!    in place (a body's resource is then cancelled by a guard compiled only where panics
-//!    unwind; an exit's value leaks). (A `Drop` here cost 260 bytes of flash over the
+//!    [`Lend::poll_take`]), so the borrow it holds never dangles. A `Lend` has no `Drop` of its
+//!    own: dropping one drops the future (an ordinary field) and never the value or the kept
+//!    value. Its owner takes both out first, on every path — [`crate::WithFuture`] and the
+//!    groups do, to hand them on, to `cancel` or to drop them ([`Lend::drop_all`], which takes
+//!    nothing when neither needs dropping: there is nothing to leak then); should a future's
+//!    destructor panic while its owner is dropped, the value stays in place (a body's resource
+//!    is then cancelled by a guard compiled only where panics unwind; an exit's value leaks). (A `Drop` here cost 260 bytes of flash over the
 //!    firmware's six `with`s, and kept nested `with`s from being inlined into each other.)
 //! 4. The future's output cannot borrow the value, so nothing it returns outlives the borrow.
 //!    For a body, [`Lend::start`] takes it as an [`Unborrowing`], which can only be made where
