@@ -27,8 +27,9 @@
 //!    groups do, to hand them on, to `cancel` or to drop them ([`Lend::drop_all`], which takes
 //!    nothing when neither needs dropping: there is nothing to leak then); should a future's
 //!    destructor panic while its owner is dropped, the value stays in place (a body's resource
-//!    is then cancelled by a guard compiled only where panics unwind; an exit's value leaks). (A `Drop` here cost 260 bytes of flash over the
-//!    firmware's six `with`s, and kept nested `with`s from being inlined into each other.)
+//!    is then cancelled by a guard compiled only where panics unwind; an exit's value leaks).
+//!    (A `Drop` here cost 260 bytes of flash over the firmware's six `with`s, and kept nested
+//!    `with`s from being inlined into each other.)
 //! 4. The future's output cannot borrow the value, so nothing it returns outlives the borrow.
 //!    For a body, [`Lend::start`] takes it as an [`Unborrowing`], which can only be made where
 //!    the body is known, for every lifetime `'r`, to return the same `Ok` and `Err` types
