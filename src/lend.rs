@@ -109,6 +109,24 @@ enum Phase<F> {
     Taken,
 }
 
+impl<F> Phase<F> {
+    /// `Running(future)` over a phase with no future: there is nothing to drop, so this runs
+    /// no drop glue (which the optimizer does not always see is empty: an out-of-line call at
+    /// `opt-level = "z"`).
+    #[inline]
+    fn fill(&mut self, future: F) {
+        debug_assert!(!matches!(self, Phase::Running(_)));
+        core::mem::forget(core::mem::replace(self, Phase::Running(future)));
+    }
+
+    /// `Taken` over a phase with no future, with no drop glue (as for [`Phase::fill`]).
+    #[inline]
+    fn mark_taken(&mut self) {
+        debug_assert!(!matches!(self, Phase::Running(_)));
+        core::mem::forget(core::mem::replace(self, Phase::Taken));
+    }
+}
+
 impl<V, K, F: Future> Lend<V, K, F> {
     #[inline]
     pub(crate) fn new(value: V, kept: K) -> Self {
@@ -141,7 +159,7 @@ impl<V, K, F: Future> Lend<V, K, F> {
         // SAFETY: the phase is `Idle`, so the value is initialized and no future, hence no
         // other reference to the slot, exists (invariant 2).
         let resource: &'a mut V = unsafe { (*this.value.get()).assume_init_mut() };
-        this.phase = Phase::Running(body.body.call(resource));
+        this.phase.fill(body.body.call(resource));
     }
 
     /// Calls `exit` with `resource` and the outcome the value shows (see [`Shows`]), and keeps
@@ -177,7 +195,7 @@ impl<V, K, F: Future> Lend<V, K, F> {
         // SAFETY: the two types differ only in the outcome's lifetime; the borrow it stands for
         // lasts as long as the future that receives it, by the invariants just named.
         let shown = unsafe { core::mem::transmute::<Outcome<'_>, Outcome<'a>>(shown) };
-        this.phase = Phase::Running(exit.exit(resource, shown));
+        this.phase.fill(exit.exit(resource, shown));
     }
 
     /// Whether a future exists (started and not yet finished).
@@ -291,7 +309,7 @@ impl<V, K, F: Future> Lend<V, K, F> {
             Phase::Running(_) => this.phase = Phase::Idle,
         }
         // The phase says the slot is empty before the value leaves it: nothing reads it twice.
-        this.phase = Phase::Taken;
+        this.phase.mark_taken();
         // SAFETY: the phase was `Idle` or `Running` (its future is dropped just above), so the
         // value and the kept value are initialized and no reference to either exists; `Taken`
         // now records that they are gone, so they are neither read nor dropped again.
