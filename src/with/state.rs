@@ -229,17 +229,27 @@ where
             }
             lend.as_mut().poll(cx)
         });
-        let ended = match polled {
+        // Straight on to the exit future's first poll: the resource leaves the lend it was
+        // borrowed from (through `lend`, with no second look at the phase: that look cost the
+        // firmware 180 bytes), and the exit lend comes back. One arm per way the body ended,
+        // each moving its value straight into the exit lend (one arm for both cost
+        // callgrind's scenarios (a) to (d) with `std` 6 to 9 instructions a cycle).
+        match polled {
             Ok(Poll::Pending) => return Poll::Pending,
-            Ok(Poll::Ready(output)) => match output.into_result() {
-                Ok(value) => Ended::Ok(value),
-                Err(error) => Ended::Err(error),
-            },
+            Ok(Poll::Ready(output)) => {
+                let (resource, exit) = lent::<M, B>(lend);
+                let ended = match output.into_result() {
+                    Ok(value) => Ended::Ok(value),
+                    Err(error) => Ended::Err(error),
+                };
+                start_exit(state.as_mut(), resource, exit, ended)
+            }
             #[cfg(feature = "std")]
-            Err(payload) => Ended::Panicked(payload),
-        };
-        // Straight on to the exit future's first poll, with no second look at the phase.
-        start_exit(state.as_mut(), ended)
+            Err(payload) => {
+                let (resource, exit) = lent::<M, B>(lend);
+                start_exit(state.as_mut(), resource, exit, Ended::Panicked(payload))
+            }
+        }
     } else {
         // Neither `Start` nor `Enter` (they return above unless they went on) nor `Body`.
         let StateProj::Exit { lend } = state.as_mut().project() else {
@@ -270,11 +280,27 @@ where
     drop(state.project_replace(next));
 }
 
-/// Moves from the body phase to the exit phase: the body future is already gone; the resource
-/// leaves the cell and goes to exit together with the outcome.
+/// The resource and the exit handle, out of the body's lend once its future is gone.
+#[inline]
+fn lent<'a, M, B>(lend: Pin<&mut BodyLend<'a, M, B>>) -> (M::Resource, M::Exit)
+where
+    M: AsyncEnter,
+    M::Resource: 'a,
+    B: Body<'a, M::Resource>,
+{
+    let Some(taken) = lend.take() else {
+        unreachable_phase()
+    };
+    taken
+}
+
+/// Moves to the exit phase: the body's future is gone and `resource` has left its lend; it
+/// goes to exit together with the outcome `ended` shows, and the exit lend is returned.
 #[inline]
 fn start_exit<'s, 'a, M, B, C>(
     mut state: Pin<&'s mut State<'a, M, B, C>>,
+    resource: M::Resource,
+    exit: M::Exit,
     ended: Ended<B::Ok, B::Err, C>,
 ) -> Pin<&'s mut ExitLend<'a, M, B, C>>
 where
@@ -283,12 +309,6 @@ where
     B: Body<'a, M::Resource>,
     B::Err: fmt::Debug + Sync + 'static,
 {
-    let StateProj::Body { lend } = state.as_mut().project() else {
-        unreachable_phase()
-    };
-    let Some((resource, exit)) = lend.take() else {
-        unreachable_phase()
-    };
     // The body's value, error or payload goes into the exit phase's lend first; the exit
     // future created next borrows the outcome it shows.
     state.set(State::Exit {
@@ -343,10 +363,11 @@ where
             state.set(State::Done);
             Stopped::Enter
         }
-        StateProj::Body { .. } => {
-            // The body future is dropped inside `start_exit`, before the resource leaves the
-            // lend for exit.
-            let _ = start_exit(state, Ended::Cancelled(()));
+        StateProj::Body { lend } => {
+            // The body future is dropped inside `take`, before the resource leaves the lend
+            // for exit.
+            let (resource, exit) = lent::<M, B>(lend);
+            let _ = start_exit(state, resource, exit, Ended::Cancelled(()));
             Stopped::Body
         }
         StateProj::Exit { .. } | StateProj::Done => Stopped::Nothing,
