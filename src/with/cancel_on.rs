@@ -210,11 +210,14 @@ where
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        if let Poll::Ready(finished) = state::poll(this.state.as_mut(), cx) {
-            this.guard.set(Guard::Done);
-            return Poll::Ready(finish(finished));
-        }
-        if let GuardProj::Body { signal, .. } = this.guard.as_mut().project() {
+        loop {
+            if let Poll::Ready(finished) = state::poll(this.state.as_mut(), cx) {
+                this.guard.set(Guard::Done);
+                return Poll::Ready(finish(finished));
+            }
+            let GuardProj::Body { signal, .. } = this.guard.as_mut().project() else {
+                break;
+            };
             // Exit may have begun in this poll: the body ended on its own, and is not stopped.
             let stopped = !this.state.is_exiting() && {
                 if signal.poll(cx).is_pending() {
@@ -235,12 +238,9 @@ where
                 unreachable_phase()
             };
             this.guard.set(Guard::Exit { bound });
-            // An exit just started by the stop has not been polled yet.
-            if stopped {
-                if let Poll::Ready(finished) = state::poll(this.state.as_mut(), cx) {
-                    this.guard.set(Guard::Done);
-                    return Poll::Ready(finish(finished));
-                }
+            // An exit just started by the stop has not been polled yet: once more round.
+            if !stopped {
+                break;
             }
         }
         let GuardProj::Exit { bound } = this.guard.as_mut().project() else {
