@@ -29,7 +29,9 @@
 //!    destructor panic while its owner is dropped, the value stays in place (a body's resource
 //!    is then cancelled by a guard compiled only where panics unwind; an exit's value leaks).
 //!    (A `Drop` here cost 260 bytes of flash over the firmware's six `with`s, and kept nested
-//!    `with`s from being inlined into each other.)
+//!    `with`s from being inlined into each other.) The phase is written without dropping
+//!    what it held only where it held no future (`Phase::fill`, `Phase::mark_taken`, checked
+//!    by `debug_assert!`): nothing is skipped that needed dropping.
 //! 4. The future's output cannot borrow the value, so nothing it returns outlives the borrow.
 //!    For a body, [`Lend::start`] takes it as an [`Unborrowing`], which can only be made where
 //!    the body is known, for every lifetime `'r`, to return the same `Ok` and `Err` types
