@@ -30,8 +30,8 @@
 //!    is then cancelled by a guard compiled only where panics unwind; an exit's value leaks).
 //!    (A `Drop` here cost 260 bytes of flash over the firmware's six `with`s, and kept nested
 //!    `with`s from being inlined into each other.) The phase is written without dropping
-//!    what it held only where it held no future (`Phase::fill`, `Phase::mark_taken`, checked
-//!    by `debug_assert!`): nothing is skipped that needed dropping.
+//!    what it held only where it held no future (`Phase::replace_empty`, checked by
+//!    `debug_assert!`): nothing is skipped that needed dropping.
 //! 4. The future's output cannot borrow the value, so nothing it returns outlives the borrow.
 //!    For a body, [`Lend::start`] takes it as an [`Unborrowing`], which can only be made where
 //!    the body is known, for every lifetime `'r`, to return the same `Ok` and `Err` types
@@ -112,20 +112,13 @@ enum Phase<F> {
 }
 
 impl<F> Phase<F> {
-    /// `Running(future)` over a phase with no future: there is nothing to drop, so this runs
-    /// no drop glue (which the optimizer does not always see is empty: an out-of-line call at
+    /// Writes `next` over a phase with no future: there is nothing to drop, so this runs no
+    /// drop glue (which the optimizer does not always see is empty: an out-of-line call at
     /// `opt-level = "z"`).
     #[inline]
-    fn fill(&mut self, future: F) {
+    fn replace_empty(&mut self, next: Self) {
         debug_assert!(!matches!(self, Phase::Running(_)));
-        core::mem::forget(core::mem::replace(self, Phase::Running(future)));
-    }
-
-    /// `Taken` over a phase with no future, with no drop glue (as for [`Phase::fill`]).
-    #[inline]
-    fn mark_taken(&mut self) {
-        debug_assert!(!matches!(self, Phase::Running(_)));
-        core::mem::forget(core::mem::replace(self, Phase::Taken));
+        core::mem::forget(core::mem::replace(self, next));
     }
 }
 
@@ -161,7 +154,8 @@ impl<V, K, F: Future> Lend<V, K, F> {
         // SAFETY: the phase is `Idle`, so the value is initialized and no future, hence no
         // other reference to the slot, exists (invariant 2).
         let resource: &'a mut V = unsafe { (*this.value.get()).assume_init_mut() };
-        this.phase.fill(body.body.call(resource));
+        this.phase
+            .replace_empty(Phase::Running(body.body.call(resource)));
     }
 
     /// Calls `exit` with `resource` and the outcome the value shows (see [`Shows`]), and keeps
@@ -197,7 +191,8 @@ impl<V, K, F: Future> Lend<V, K, F> {
         // SAFETY: the two types differ only in the outcome's lifetime; the borrow it stands for
         // lasts as long as the future that receives it, by the invariants just named.
         let shown = unsafe { core::mem::transmute::<Outcome<'_>, Outcome<'a>>(shown) };
-        this.phase.fill(exit.exit(resource, shown));
+        this.phase
+            .replace_empty(Phase::Running(exit.exit(resource, shown)));
     }
 
     /// Whether a future exists (started and not yet finished).
@@ -314,7 +309,7 @@ impl<V, K, F: Future> Lend<V, K, F> {
             Phase::Running(_) => this.phase = Phase::Idle,
         }
         // The phase says the slot is empty before the value leaves it: nothing reads it twice.
-        this.phase.mark_taken();
+        this.phase.replace_empty(Phase::Taken);
         // SAFETY: the phase was `Idle` or `Running` (its future is dropped just above), so the
         // value and the kept value are initialized and no reference to either exists; `Taken`
         // now records that they are gone, so they are neither read nor dropped again.
@@ -327,11 +322,12 @@ impl<V, K, F: Future> Lend<V, K, F> {
     }
 }
 
-/// [`Lend::drop_all`]'s work when there is some, out of line: dropping a `Lend` that still
-/// holds its value is the rare path (a future dropped before it finished), and inlined, it made
-/// the owner's drop too large to be inlined itself.
+/// Drops the future if there is one, then the value and the kept value, out of line: for the
+/// rare paths, a future dropped before it finished ([`Lend::drop_all`]; inlined, it made the
+/// owner's drop too large to be inlined itself) and an `exit()` that panicked (the guard of
+/// `WithFuture`'s exit phase).
 #[inline(never)]
-fn take_and_drop<V, K, F: Future>(lend: Pin<&mut Lend<V, K, F>>) {
+pub(crate) fn take_and_drop<V, K, F: Future>(lend: Pin<&mut Lend<V, K, F>>) {
     drop(lend.take());
 }
 

@@ -16,7 +16,7 @@ use pin_project_lite::pin_project;
 
 use crate::body::Body;
 use crate::guard::OnUnwind;
-use crate::lend::{Lend, Shows, Unborrowing, unreachable_phase};
+use crate::lend::{Lend, Shows, Unborrowing, take_and_drop, unreachable_phase};
 use crate::manager::{AsyncEnter, AsyncExit};
 use crate::outcome::{Failure, Outcome};
 use crate::output::BodyOutput;
@@ -333,21 +333,11 @@ where
     // finished (`is_done`), and polled again it panics as after completion. (A guard on the
     // lend, not on the state, so that the exit future's first poll follows with no second
     // look at the phase: callgrind's scenario (b), 2 instructions a cycle.)
-    let mut lend = OnUnwind::new(lend, finish_exit::<M, B, C>);
+    let mut lend = OnUnwind::new(lend, take_and_drop);
     lend.get()
         .as_mut()
         .start_exit(exit, resource, Outcome::Success);
     lend.defuse()
-}
-
-/// Ends the exit phase early: drops the exit future, if any, then the body's value.
-fn finish_exit<'a, M, B, C>(lend: Pin<&mut ExitLend<'a, M, B, C>>)
-where
-    M: AsyncEnter,
-    M::Resource: 'a,
-    B: Body<'a, M::Resource>,
-{
-    drop(lend.take());
 }
 
 /// What [`stop`] did.
